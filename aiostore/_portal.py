@@ -1,0 +1,88 @@
+"""One long-lived background event loop for the sync side.
+
+Only natively async stores need it (blocking backends run inline in the
+caller's thread, see :func:`aiostore._threads.run_inline`). The loop runs in one
+daemon thread started on first use, is checked alive before each call, is
+forgotten in a forked child (which starts its own on first use), and refuses
+-- with an error, never a deadlock -- a call made from its own thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["run_on_portal", "portal_thread"]
+
+T = TypeVar("T")
+
+
+class _Portal:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self.thread = threading.Thread(
+            target=self._serve, args=(started,), name="aiostore-portal", daemon=True
+        )
+        self.thread.start()
+        started.wait()
+
+    def _serve(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(started.set)
+        self.loop.run_forever()
+
+    def alive(self) -> bool:
+        return self.thread.is_alive() and not self.loop.is_closed()
+
+
+_lock = threading.Lock()
+_portal: _Portal | None = None
+
+
+def _get_portal() -> _Portal:
+    global _portal
+    portal = _portal
+    if portal is not None and portal.alive():
+        return portal
+    with _lock:
+        if _portal is None or not _portal.alive():
+            _portal = _Portal()
+        return _portal
+
+
+def portal_thread() -> threading.Thread | None:
+    """The portal's thread, if it was started in this process."""
+    return _portal.thread if _portal is not None else None
+
+
+def run_on_portal(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on the background loop and wait for its result.
+
+    >>> async def answer() -> int:
+    ...     return 42
+    >>> run_on_portal(answer())
+    42
+    """
+    portal = _get_portal()
+    if threading.current_thread() is portal.thread:
+        coro.close()
+        raise RuntimeError(
+            "aiostore sync API called from aiostore's own background event loop; "
+            "use the async API there (this would deadlock)"
+        )
+    future = asyncio.run_coroutine_threadsafe(coro, portal.loop)
+    return future.result()
+
+
+def _forget_after_fork() -> None:
+    global _portal, _lock
+    _portal = None
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)

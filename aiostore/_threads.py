@@ -1,0 +1,407 @@
+"""Worker threads for blocking backends: limiters, batch offload, get-coalescing.
+
+A thread hop costs 100-300 µs while a small read costs 20 µs, so blocking work
+is sent to threads in *batches*: a batch is split into at most as many parts as
+there are worker threads for its resource class, and each part is one
+``anyio.to_thread.run_sync`` call. The limiters are shared by every store in the
+event loop, so ten stores and a dask pool do not multiply the load.
+
+On the sync side (:mod:`aiostore.sync`) the same coroutines are driven without
+an event loop: :func:`run_inline` marks the context so that every offload
+becomes a direct call in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from contextvars import ContextVar
+from typing import Any, ClassVar, TypeVar
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+
+from .abc import Buffer, ByteRange, Store
+from .errors import BatchWriteError
+
+__all__ = [
+    "BlockingStore",
+    "GetCoalescer",
+    "offload",
+    "offload_batch",
+    "run_inline",
+    "set_thread_limit",
+    "thread_limit",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_INLINE: ContextVar[bool] = ContextVar("aiostore_inline", default=False)
+
+#: Worker threads per resource class. Disk: a few threads running lean ``os``
+#: calls beat one loop (the syscalls release the GIL); more than ~4 only adds
+#: contention on small machines.
+_THREAD_LIMITS: dict[str, int] = {
+    "disk": max(2, min(8, 2 * (os.cpu_count() or 1))),
+    "network": 32,
+}
+_LIMITERS: dict[str, anyio.lowlevel.RunVar[anyio.CapacityLimiter]] = {
+    name: anyio.lowlevel.RunVar(f"aiostore_{name}_limiter") for name in _THREAD_LIMITS
+}
+#: Parts smaller than this are not worth a thread hop of their own.
+MIN_KEYS_PER_PART = 16
+
+
+def thread_limit(resource: str) -> int:
+    """Worker threads used for ``resource`` ("disk" or "network").
+
+    >>> thread_limit("disk") >= 2
+    True
+    """
+    return _THREAD_LIMITS[resource]
+
+
+def set_thread_limit(resource: str, threads: int) -> None:
+    """Change how many worker threads ``resource`` may use (new event loops,
+    and limiters already created, both follow)."""
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, not {threads}")
+    _THREAD_LIMITS[resource] = threads
+    _LIMITERS.setdefault(resource, anyio.lowlevel.RunVar(f"aiostore_{resource}_limiter"))
+
+
+def _limiter(resource: str) -> anyio.CapacityLimiter:
+    var = _LIMITERS[resource]
+    try:
+        limiter = var.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(_THREAD_LIMITS[resource])
+        var.set(limiter)
+    if limiter.total_tokens != _THREAD_LIMITS[resource]:
+        limiter.total_tokens = _THREAD_LIMITS[resource]
+    return limiter
+
+
+def is_inline() -> bool:
+    """True while :func:`run_inline` drives the current coroutine."""
+    return _INLINE.get()
+
+
+def run_inline(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends, with no event loop at all.
+
+    Offloads inside it become direct calls in this thread. A coroutine that
+    does suspend (it awaits real async I/O) is closed and refused.
+
+    >>> from aiostore import MemoryStore
+    >>> store = MemoryStore()
+    >>> run_inline(store.set("a", b"1")); run_inline(store.get("a"))
+    b'1'
+    """
+    token = _INLINE.set(True)
+    try:
+        try:
+            coro.send(None)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        coro.close()
+        raise RuntimeError(
+            "this store's coroutine suspended while being run without an event loop; "
+            "it is not a blocking backend (use aiostore.sync.SyncStore, which runs "
+            "natively async stores on a background loop)"
+        )
+    finally:
+        _INLINE.reset(token)
+
+
+async def offload(resource: str, fn: Callable[..., R], *args: Any) -> R:
+    """Run ``fn(*args)`` in a worker thread (directly, when inline)."""
+    if _INLINE.get():
+        return fn(*args)
+    return await anyio.to_thread.run_sync(fn, *args, limiter=_limiter(resource))
+
+
+def split_batch(items: Sequence[T], parts: int) -> list[Sequence[T]]:
+    """Split ``items`` into at most ``parts`` contiguous parts of similar size,
+    none smaller than :data:`MIN_KEYS_PER_PART` (except a lone short batch).
+
+    >>> [len(p) for p in split_batch(list(range(100)), 4)]
+    [25, 25, 25, 25]
+    >>> [len(p) for p in split_batch(list(range(20)), 4)]
+    [20]
+    """
+    n = len(items)
+    parts = max(1, min(parts, n // MIN_KEYS_PER_PART))
+    size, extra = divmod(n, parts)
+    out: list[Sequence[T]] = []
+    start = 0
+    for i in range(parts):
+        stop = start + size + (1 if i < extra else 0)
+        out.append(items[start:stop])
+        start = stop
+    return out
+
+
+async def offload_batch(
+    resource: str,
+    fn: Callable[[Sequence[T]], R],
+    items: Sequence[T],
+    *,
+    split: bool = True,
+) -> list[tuple[Sequence[T], R | BaseException]]:
+    """Run ``fn`` over parts of ``items`` in worker threads, one hop per part.
+
+    Returns ``(part, result)`` pairs, the result being the exception the part
+    raised if it failed: one part failing
+    does not stop the others, so a caller can report exactly what failed.
+    Running parts are never abandoned on cancellation (a thread cannot be
+    stopped half-way); parts not yet started are skipped.
+    """
+    if _INLINE.get():
+        try:
+            return [(items, fn(items))]
+        except Exception as exc:
+            return [(items, exc)]
+    parts = split_batch(items, thread_limit(resource)) if split else [items]
+    results: list[R | BaseException] = [None] * len(parts)  # type: ignore[list-item]
+    limiter = _limiter(resource)
+
+    async def run_part(index: int, part: Sequence[T]) -> None:
+        try:
+            results[index] = await anyio.to_thread.run_sync(fn, part, limiter=limiter)
+        except Exception as exc:
+            results[index] = exc
+
+    if len(parts) == 1:
+        await run_part(0, parts[0])
+    else:
+        async with anyio.create_task_group() as tg:
+            for index, part in enumerate(parts):
+                tg.start_soon(run_part, index, part)
+    return list(zip(parts, results, strict=True))
+
+
+class _Waiter:
+    __slots__ = ("error", "event", "value")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.value: bytes | None = None
+        self.error: BaseException | None = None
+
+
+class GetCoalescer:
+    """Merge concurrent single-key gets into batches.
+
+    The first ``get`` becomes the batch's leader: it yields once so that the
+    other tasks ready to run can add their keys, then fetches the whole batch
+    with one call of ``fetch_batch`` and hands each waiter its value. Gets that
+    arrive while a batch is in flight form the next batch.
+
+    Parameters
+    ----------
+    fetch_batch : async callable
+        ``fetch_batch(keys) -> {key: value}``; missing keys are left out.
+    """
+
+    def __init__(self, fetch_batch: Callable[[list[str]], Awaitable[dict[str, bytes]]]) -> None:
+        self._fetch_batch = fetch_batch
+        self._pending: dict[str, list[_Waiter]] | None = None
+        self._thread: int | None = None
+
+    async def get(self, key: str) -> bytes:
+        """Return ``key``'s value; ``KeyError`` if missing."""
+        pending = self._pending
+        if pending is not None and self._thread == threading.get_ident():
+            waiter = _Waiter()
+            pending.setdefault(key, []).append(waiter)
+            await waiter.event.wait()
+            if waiter.error is not None:
+                raise waiter.error
+            if waiter.value is None:
+                raise KeyError(key)
+            return waiter.value
+        return await self._lead(key)
+
+    async def _lead(self, key: str) -> bytes:
+        batch: dict[str, list[_Waiter]] = {key: []}
+        self._pending, self._thread = batch, threading.get_ident()
+        # Shielded: the batch is shared with other waiters and the thread work
+        # cannot be interrupted anyway; a cancellation lands right after.
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.lowlevel.checkpoint()
+            finally:
+                if self._pending is batch:
+                    self._pending = None
+            found, errors = await self._fetch_all(list(batch))
+        for k, waiters in batch.items():
+            for waiter in waiters:
+                waiter.value = found.get(k)
+                waiter.error = errors.get(k)
+                waiter.event.set()
+        if key in errors:
+            raise errors[key]
+        if key not in found:
+            raise KeyError(key)
+        return found[key]
+
+    async def _fetch_all(self, keys: list[str]) -> tuple[dict[str, bytes], dict[str, BaseException]]:
+        try:
+            return await self._fetch_batch(keys), {}
+        except Exception as exc:
+            if len(keys) == 1:
+                return {}, {keys[0]: exc}
+        # One key's failure must not fail its neighbours: retry one by one.
+        found: dict[str, bytes] = {}
+        errors: dict[str, BaseException] = {}
+        for k in keys:
+            try:
+                found.update(await self._fetch_batch([k]))
+            except Exception as exc:
+                errors[k] = exc
+        return found, errors
+
+
+class BlockingStore(Store):
+    """Base class of the stores whose backend is blocking code.
+
+    A subclass writes plain blocking methods: ``_get_blocking``,
+    ``_set_blocking``, ``_delete_blocking``, ``_contains_blocking``,
+    ``_list_blocking`` and, to use the backend's own batching,
+    ``_get_batch``/``_set_batch``/``_delete_batch``. The async methods here
+    send whole batches to worker threads; concurrent single-key gets are
+    coalesced into batches; the sync side calls the blocking code directly.
+    """
+
+    #: The limiter class this backend's threads count against.
+    _resource: ClassVar[str] = "disk"
+    #: Whether a batch may be split over several threads (False for backends
+    #: whose work holds the GIL, such as LMDB, or needs one lock anyway).
+    _split_batches: ClassVar[bool] = True
+    _sync_inline = True
+    #: Keys listed per thread hop while streaming ``list``.
+    _list_page_size: ClassVar[int] = 1000
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._coalescer = GetCoalescer(self._get_many)
+
+    # -- blocking primitives -----------------------------------------------
+    def _get_blocking(self, key: str, byte_range: ByteRange | None) -> bytes:
+        raise NotImplementedError
+
+    def _set_blocking(self, key: str, value: Buffer) -> None:
+        raise NotImplementedError
+
+    def _delete_blocking(self, key: str) -> None:
+        raise NotImplementedError
+
+    def _contains_blocking(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def _list_blocking(self, prefix: str) -> Iterator[str]:
+        raise NotImplementedError
+
+    # -- blocking batches: override with the backend's native batching ------
+    def _get_batch(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for key in keys:
+            try:
+                found[key] = self._get_blocking(key, None)
+            except KeyError:
+                pass
+        return found
+
+    def _set_batch(self, items: Sequence[tuple[str, Buffer]]) -> None:
+        failed: dict[str, BaseException] = {}
+        for key, value in items:
+            try:
+                self._set_blocking(key, value)
+            except Exception as exc:
+                failed[key] = exc
+        if failed:
+            raise BatchWriteError(failed)
+
+    def _delete_batch(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            try:
+                self._delete_blocking(key)
+            except KeyError:
+                pass
+
+    # -- async side ----------------------------------------------------------
+    async def _run(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run one blocking call in a worker thread (directly when inline)."""
+        return await offload(self._resource, fn, *args)
+
+    async def _get(self, key: str, byte_range: ByteRange | None) -> bytes:
+        if byte_range is None and not _INLINE.get():
+            return await self._coalescer.get(key)
+        return await self._run(self._get_blocking, key, byte_range)
+
+    async def _get_many(self, keys: list[str]) -> dict[str, bytes]:
+        results = await offload_batch(self._resource, self._get_batch, keys, split=self._split_batches)
+        found: dict[str, bytes] = {}
+        for _, result in results:
+            if isinstance(result, BaseException):
+                raise result
+            found.update(result)
+        return found
+
+    async def _set(self, key: str, value: Buffer) -> None:
+        await self._run(self._set_blocking, key, value)
+
+    async def _set_many(self, items: list[tuple[str, Buffer]]) -> None:
+        results = await offload_batch(self._resource, self._set_batch, items, split=self._split_batches)
+        failed: dict[str, BaseException] = {}
+        for part, error in results:
+            if isinstance(error, BatchWriteError):
+                failed.update(error.failed)
+            elif isinstance(error, BaseException):
+                failed.update({key: error for key, _ in part})
+        if failed:
+            raise BatchWriteError(failed)
+
+    async def _delete(self, key: str) -> None:
+        await self._run(self._delete_blocking, key)
+
+    async def _delete_many(self, keys: list[str]) -> None:
+        results = await offload_batch(self._resource, self._delete_batch, keys, split=self._split_batches)
+        for _, result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _contains(self, key: str) -> bool:
+        return await self._run(self._contains_blocking, key)
+
+    async def _list(self, prefix: str) -> AsyncIterator[str]:
+        iterator = self._list_blocking(prefix)
+        if _INLINE.get():
+            for key in iterator:
+                yield key
+            return
+        page_size = self._list_page_size
+
+        def next_page() -> list[str]:
+            page = []
+            for key in iterator:
+                page.append(key)
+                if len(page) >= page_size:
+                    break
+            return page
+
+        try:
+            while True:
+                page = await self._run(next_page)
+                for key in page:
+                    yield key
+                if len(page) < page_size:
+                    return
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()

@@ -1,0 +1,131 @@
+"""Key rules: the single gate every store passes keys and paths through.
+
+Keys follow zarr 2's storage-path normalization (backslashes become ``/``,
+leading, trailing and repeated slashes are dropped) and are then validated:
+a key with a ``.`` or ``..`` segment, a NUL character, or nothing left after
+normalization is refused with :class:`ValueError` naming the key. Because every
+segment of a normalized key is a plain name, joining one onto a directory store's
+root can never leave that root.
+
+Examples
+--------
+>>> normalize_key("/foo//bar/")
+'foo/bar'
+>>> normalize_key("foo\\\\bar")
+'foo/bar'
+>>> normalize_path(None)
+''
+>>> normalize_key("../etc/passwd")
+Traceback (most recent call last):
+...
+ValueError: invalid key '../etc/passwd': '.' and '..' segments are not allowed
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = [
+    "normalize_key",
+    "normalize_path",
+    "join_key",
+    "key_to_fs_path",
+    "parent_prefix",
+]
+
+
+def _as_text(key: object, what: str) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bytes):
+        try:
+            return key.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError(f"invalid {what} {key!r}: bytes keys must be ASCII") from None
+    raise TypeError(f"{what} must be str, not {type(key).__name__}: {key!r}")
+
+
+def normalize_path(path: object, *, lower: bool = False) -> str:
+    """Normalize a storage path; the empty path (the root) is allowed.
+
+    Parameters
+    ----------
+    path : str, bytes or None
+        ``None`` and ``""`` both mean the root.
+    lower : bool
+        Lower-case the result (a store's ``normalize_keys=True``).
+
+    Examples
+    --------
+    >>> normalize_path("a/b/")
+    'a/b'
+    >>> normalize_path("/")
+    ''
+    """
+    if path is None:
+        return ""
+    text = _as_text(path, "path")
+    if "\x00" in text:
+        raise ValueError(f"invalid key {text!r}: NUL characters are not allowed")
+    if "\\" in text:
+        text = text.replace("\\", "/")
+    segments = [s for s in text.split("/") if s]
+    for segment in segments:
+        if segment in (".", ".."):
+            raise ValueError(f"invalid key {path!r}: '.' and '..' segments are not allowed")
+    normalized = "/".join(segments)
+    return normalized.lower() if lower else normalized
+
+
+def normalize_key(key: object, *, lower: bool = False) -> str:
+    """Normalize a key that names a value: like :func:`normalize_path`, but not empty.
+
+    Examples
+    --------
+    >>> normalize_key("a/0.0")
+    'a/0.0'
+    >>> normalize_key("//")
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid key '//': a key must name something below the root
+    """
+    normalized = normalize_path(key, lower=lower)
+    if not normalized:
+        raise ValueError(f"invalid key {key!r}: a key must name something below the root")
+    return normalized
+
+
+def join_key(path: str, name: str) -> str:
+    """Join an already normalized path and a name with ``/``.
+
+    >>> join_key("", "a"), join_key("a", "b")
+    ('a', 'a/b')
+    """
+    return f"{path}/{name}" if path else name
+
+
+def parent_prefix(path: str) -> str:
+    """The listing prefix of everything below a normalized path.
+
+    >>> parent_prefix(""), parent_prefix("a/b")
+    ('', 'a/b/')
+    """
+    return f"{path}/" if path else ""
+
+
+def key_to_fs_path(root: str, key: str) -> str:
+    """File-system path of a *normalized* key below ``root``.
+
+    The key's segments are plain names (no ``.``, ``..``, separators or NUL), so
+    the result is always inside ``root``; the assertion below is a second line of
+    defence, not the check itself.
+
+    >>> key_to_fs_path("/data/x.zarr", "a/0.0")
+    '/data/x.zarr/a/0.0'
+    """
+    path = os.path.join(root, *key.split("/"))
+    if os.sep != "/" and os.sep in key:  # pragma: no cover - Windows only
+        raise ValueError(f"invalid key {key!r}: contains the separator {os.sep!r}")
+    if not path.startswith(os.path.join(root, "")):
+        raise ValueError(f"invalid key {key!r}: it would leave the store root {root!r}")
+    return path

@@ -1,0 +1,223 @@
+"""MemoryStore: a hierarchy of dicts held in memory (``DictStore`` in the seed).
+
+Examples
+--------
+>>> import anyio
+>>> store = MemoryStore()
+>>> async def main():
+...     await store.set("foo/bar", b"baz")
+...     return store.root
+>>> anyio.run(main)
+{'foo': {'bar': b'baz'}}
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Iterator, MutableMapping
+from typing import Any
+
+from .abc import Buffer, ByteRange, Store, slice_byte_range
+
+__all__ = ["MemoryStore", "DictStore"]
+
+
+class MemoryStore(Store):
+    """Store that keeps every value in main memory, in nested dicts.
+
+    Each path segment is one level of ``cls`` objects: ``"a/b"`` is stored as
+    ``root["a"]["b"]``. A name is either a value or a "directory", never both:
+    writing a value where a directory is (or under a value) raises
+    :class:`IsADirectoryError` / :class:`NotADirectoryError`, as a file system
+    would, and nothing is replaced. Safe to use from many threads and tasks.
+
+    Parameters
+    ----------
+    root : MutableMapping, optional
+        An existing hierarchy to use (not copied).
+    cls : type
+        The mapping type for each level (default ``dict``).
+    dimension_separator : {".", "/"}, optional
+
+    Examples
+    --------
+    >>> import anyio
+    >>> async def main():
+    ...     store = MemoryStore()
+    ...     await store.set_many({"a/x": b"1", "a/y": b"22", "b": b"3"})
+    ...     print(await store.listdir(""), await store.getsize("a"))
+    >>> anyio.run(main)
+    ['a', 'b'] 3
+    """
+
+    _sync_inline = True
+
+    def __init__(
+        self,
+        root: MutableMapping[str, Any] | None = None,
+        cls: type[MutableMapping[str, Any]] = dict,
+        dimension_separator: str | None = None,
+        *,
+        read_only: bool = False,
+    ) -> None:
+        super().__init__(read_only=read_only, dimension_separator=dimension_separator)
+        self.cls = cls
+        self.root: MutableMapping[str, Any] = cls() if root is None else root
+        self._lock = threading.RLock()
+
+    # -- tree helpers (call with the lock held) ---------------------------
+    def _parent(self, key: str) -> tuple[MutableMapping[str, Any], str] | None:
+        *dirs, name = key.split("/")
+        node = self.root
+        for segment in dirs:
+            child = node.get(segment)
+            if not isinstance(child, self.cls):
+                return None
+            node = child
+        return node, name
+
+    def _require_parent(self, key: str) -> tuple[MutableMapping[str, Any], str]:
+        *dirs, name = key.split("/")
+        node = self.root
+        for i, segment in enumerate(dirs):
+            child = node.get(segment)
+            if child is None:
+                child = node[segment] = self.cls()
+            elif not isinstance(child, self.cls):
+                where = "/".join(dirs[: i + 1])
+                raise NotADirectoryError(f"cannot store {key!r}: {where!r} holds a value")
+            node = child
+        return node, name
+
+    def _node(self, path: str) -> Any:
+        if not path:
+            return self.root
+        found = self._parent(path)
+        return None if found is None else found[0].get(found[1])
+
+    def _walk(self, node: MutableMapping[str, Any], path: str) -> Iterator[str]:
+        for name, child in list(node.items()):
+            key = f"{path}/{name}" if path else name
+            if isinstance(child, self.cls):
+                yield from self._walk(child, key)
+            else:
+                yield key
+
+    # -- primitives ---------------------------------------------------------
+    async def _get(self, key: str, byte_range: ByteRange | None) -> bytes:
+        with self._lock:
+            value = self._node(key)
+        if value is None or isinstance(value, self.cls):
+            raise KeyError(key)
+        return slice_byte_range(value, byte_range)
+
+    async def _get_many(self, keys: list[str]) -> dict[str, bytes]:
+        found = {}
+        with self._lock:
+            for key in keys:
+                value = self._node(key)
+                if value is not None and not isinstance(value, self.cls):
+                    found[key] = value
+        return found
+
+    def _store_value(self, key: str, value: Buffer) -> None:
+        parent, name = self._require_parent(key)
+        if isinstance(parent.get(name), self.cls):
+            raise IsADirectoryError(f"cannot store {key!r}: it is a directory holding other keys")
+        parent[name] = bytes(value)
+
+    async def _set(self, key: str, value: Buffer) -> None:
+        with self._lock:
+            self._store_value(key, value)
+
+    async def _set_many(self, items: list[tuple[str, Buffer]]) -> None:
+        with self._lock:
+            await super()._set_many(items)
+
+    async def _delete(self, key: str) -> None:
+        with self._lock:
+            found = self._parent(key)
+            parent, name = found if found is not None else (self.root, "")
+            if found is None or isinstance(parent.get(name, self.cls()), self.cls):
+                raise KeyError(key)
+            del parent[name]
+
+    async def _contains(self, key: str) -> bool:
+        with self._lock:
+            value = self._node(key)
+        return value is not None and not isinstance(value, self.cls)
+
+    async def _list(self, prefix: str) -> AsyncIterator[str]:
+        # Start the walk at the deepest directory the prefix names in full.
+        base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        with self._lock:
+            node = self._node(base)
+            keys = list(self._walk(node, base)) if isinstance(node, self.cls) else []
+        for key in keys:
+            if key.startswith(prefix):
+                yield key
+
+    # -- faster paths -------------------------------------------------------
+    async def _listdir(self, path: str) -> list[str]:
+        with self._lock:
+            node = self._node(path)
+            return sorted(node) if isinstance(node, self.cls) else []
+
+    async def _rmdir(self, path: str) -> None:
+        with self._lock:
+            found = self._parent(path)
+            if found is not None and found[1] in found[0]:
+                del found[0][found[1]]
+
+    async def _rename(self, src: str, dst: str) -> None:
+        with self._lock:
+            found = self._parent(src)
+            if found is None or found[1] not in found[0]:
+                raise KeyError(src)
+            if self._node(dst) is not None:
+                raise FileExistsError(f"cannot rename {src!r} to {dst!r}: {dst!r} exists")
+            parent, name = self._require_parent(dst)
+            parent[name] = found[0].pop(found[1])
+
+    async def _getsize(self, path: str) -> int:
+        with self._lock:
+            node = self._node(path)
+            if node is None:
+                return 0
+            if isinstance(node, self.cls):
+                return sum(len(v) for v in node.values() if not isinstance(v, self.cls))
+            return len(node)
+
+    async def _clear(self) -> None:
+        with self._lock:
+            self.root.clear()
+
+    # -- identity -----------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MemoryStore) and self.root == other.root and self.cls == other.cls
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "root": self.root,
+                "cls": self.cls,
+                "dimension_separator": self._dimension_separator,
+                "read_only": self._read_only,
+            }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(  # type: ignore[misc]
+            state["root"],
+            state["cls"],
+            state["dimension_separator"],
+            read_only=state["read_only"],
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+#: The seed's name for :class:`MemoryStore`.
+DictStore = MemoryStore
