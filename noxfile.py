@@ -1,0 +1,89 @@
+"""Test, lint and benchmark sessions. ``nox`` with no arguments runs what CI runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "typecheck", "tests", "zarr2", "zarr3"]
+
+TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "trio>=0.26", "hypothesis>=6.100"]
+ZARR2_DEPS = ["zarr==2.18.7", "numcodecs<0.16", "msgpack"]
+
+
+def _python312() -> str:
+    """zarr >= 3.2 needs Python >= 3.12: use pyenv's 3.12 if there is one."""
+    for candidate in ("python3.12",):
+        path = shutil.which(candidate)
+        if path and subprocess.run([path, "-V"], capture_output=True).returncode == 0:
+            return path
+    try:
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        root = os.path.expanduser("~/.pyenv")
+    versions = os.path.join(root, "versions")
+    if os.path.isdir(versions):
+        for name in sorted(os.listdir(versions), reverse=True):
+            exe = os.path.join(versions, name, "bin", "python")
+            if name.startswith("3.12") and os.path.exists(exe):
+                return exe
+    return "python3"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The core suite (no zarr): every store, asyncio and trio, doctests."""
+    session.install("-e", ".", *TEST_DEPS)
+    session.run(
+        "pytest",
+        "tests",
+        "--ignore=tests/zarr2",
+        "--ignore=tests/zarr3",
+        "--doctest-modules",
+        "aiostore",
+        "--ignore=aiostore/zarr3.py",
+        *session.posargs,
+    )
+
+
+@nox.session
+def zarr2(session: nox.Session) -> None:
+    """The sync stores under zarr 2.18: its own store suites and the seed's examples."""
+    session.install("-e", ".", *TEST_DEPS, *ZARR2_DEPS)
+    session.run("pytest", "tests/zarr2", *session.posargs)
+
+
+@nox.session(python=_python312())
+def zarr3(session: nox.Session) -> None:
+    """The zarr 3 adapter under the newest zarr 3, with zarr's own StoreTests."""
+    session.install("-e", ".", *TEST_DEPS, "zarr>=3", "xarray", "dask")
+    session.run("pytest", "tests/zarr3", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff")
+    session.run("ruff", "check", "aiostore", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "aiostore", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.install("-e", ".", "mypy", "trio")
+    session.run("mypy", "--strict", "aiostore")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Every benchmark script; writes nothing, prints the tables for RESULTS.md."""
+    session.install("-e", ".", *ZARR2_DEPS, "tensorstore", "aiofiles")
+    for script in sorted(os.listdir("benchmarks")):
+        if script.startswith("bench_") and script.endswith(".py"):
+            session.run("python", os.path.join("benchmarks", script), *session.posargs)
