@@ -278,7 +278,8 @@ class Store(abc.ABC):
         return keys
 
     async def _rmdir(self, path: str) -> None:
-        await self._delete_many(await self._keys_under(path))
+        # zarr 2 semantics: only what is *below* path; rmdir of a plain key is a no-op.
+        await self._delete_many([k async for k in self._list(parent_prefix(path))])
 
     async def _rename(self, src: str, dst: str) -> None:
         moves = {}
@@ -376,7 +377,10 @@ class Store(abc.ABC):
         return sorted(await self._listdir(self._path(path)))
 
     async def rmdir(self, path: str | None = "") -> None:
-        """Remove ``path`` and everything below it (the whole store for ``""``)."""
+        """Remove everything below ``path`` (the whole store for ``""``).
+
+        As in zarr 2, a path that names a single key, or nothing, is left alone.
+        """
         self._check_writable()
         normalized = self._path(path)
         if normalized:

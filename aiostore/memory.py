@@ -26,10 +26,11 @@ class MemoryStore(Store):
     """Store that keeps every value in main memory, in nested dicts.
 
     Each path segment is one level of ``cls`` objects: ``"a/b"`` is stored as
-    ``root["a"]["b"]``. A name is either a value or a "directory", never both:
-    writing a value where a directory is (or under a value) raises
-    :class:`IsADirectoryError` / :class:`NotADirectoryError`, as a file system
-    would, and nothing is replaced. Safe to use from many threads and tasks.
+    ``root["a"]["b"]``. A name is either a value or a "directory", never both,
+    with zarr 2's rules: writing a value where a directory is replaces the
+    directory, deleting a directory's name removes it, and writing below a
+    value raises :class:`KeyError` (nothing is changed). Safe to use from many
+    threads and tasks.
 
     Parameters
     ----------
@@ -84,8 +85,9 @@ class MemoryStore(Store):
             if child is None:
                 child = node[segment] = self.cls()
             elif not isinstance(child, self.cls):
+                # zarr 2's MemoryStore raises KeyError here too.
                 where = "/".join(dirs[: i + 1])
-                raise NotADirectoryError(f"cannot store {key!r}: {where!r} holds a value")
+                raise KeyError(f"cannot store {key!r}: {where!r} holds a value, not other keys")
             node = child
         return node, name
 
@@ -122,8 +124,7 @@ class MemoryStore(Store):
 
     def _store_value(self, key: str, value: Buffer) -> None:
         parent, name = self._require_parent(key)
-        if isinstance(parent.get(name), self.cls):
-            raise IsADirectoryError(f"cannot store {key!r}: it is a directory holding other keys")
+        # A directory already at ``key`` is replaced, as zarr 2's MemoryStore does.
         parent[name] = bytes(value)
 
     async def _set(self, key: str, value: Buffer) -> None:
@@ -137,10 +138,10 @@ class MemoryStore(Store):
     async def _delete(self, key: str) -> None:
         with self._lock:
             found = self._parent(key)
-            parent, name = found if found is not None else (self.root, "")
-            if found is None or isinstance(parent.get(name, self.cls()), self.cls):
+            if found is None or found[1] not in found[0]:
                 raise KeyError(key)
-            del parent[name]
+            # A directory's name deletes the directory, as zarr 2's MemoryStore does.
+            del found[0][found[1]]
 
     async def _contains(self, key: str) -> bool:
         with self._lock:
@@ -166,7 +167,7 @@ class MemoryStore(Store):
     async def _rmdir(self, path: str) -> None:
         with self._lock:
             found = self._parent(path)
-            if found is not None and found[1] in found[0]:
+            if found is not None and isinstance(found[0].get(found[1]), self.cls):
                 del found[0][found[1]]
 
     async def _rename(self, src: str, dst: str) -> None:
