@@ -55,9 +55,10 @@ def as_buffer(value: object, key: str = "") -> Buffer:
     """Return ``value``'s raw bytes as ``bytes`` or a 1-d unsigned-byte view.
 
     Accepts anything with the buffer protocol (bytes, bytearray, memoryview,
-    numpy arrays, ``array.array``); a C- or Fortran-contiguous buffer is not
+    numpy arrays -- including datetime64/timedelta64 ones, whose raw bytes are
+    their int64 values -- and ``array.array``); a C-contiguous buffer is not
     copied, others are copied in memory order. Raises :class:`TypeError` for
-    anything else, naming the key.
+    anything else (``str``, lists, object arrays), naming the key.
 
     >>> as_buffer(b"ab")
     b'ab'
@@ -78,11 +79,22 @@ def as_buffer(value: object, key: str = "") -> Buffer:
     try:
         view = memoryview(value)  # type: ignore[arg-type]
     except (TypeError, ValueError, NotImplementedError) as exc:
+        if getattr(getattr(value, "dtype", None), "kind", None) in ("m", "M"):
+            # numpy exports no buffer for datetimes, yet zarr 2 passes such chunks
+            # unencoded when there is no compressor: store their int64 bytes.
+            import numpy as np
+
+            return as_buffer(np.asarray(value).view(np.uint64), key)
         raise TypeError(
             f"value for key {key!r} must be bytes-like (buffer protocol), not {type(value).__name__}: {exc}"
         ) from None
     if view.format == "B" and view.ndim == 1 and view.c_contiguous:
         return view
+    if view.format == "O":
+        # Raw bytes of an object array are pointers: meaningless once stored.
+        raise TypeError(f"value for key {key!r} is an object array; encode it to bytes first")
+    if view.nbytes == 0:
+        return b""  # memoryview.cast refuses shapes with a zero in them
     if view.c_contiguous:
         return view.cast("B")
     return memoryview(view.tobytes(order="A"))
