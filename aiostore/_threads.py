@@ -209,15 +209,16 @@ class GetCoalescer:
 
     def __init__(self, fetch_batch: Callable[[list[str]], Awaitable[dict[str, bytes]]]) -> None:
         self._fetch_batch = fetch_batch
-        self._pending: dict[str, list[_Waiter]] | None = None
-        self._thread: int | None = None
+        # (thread id, batch being gathered): one attribute, so a reader in another
+        # thread never pairs one loop's batch with another loop's thread id.
+        self._open: tuple[int, dict[str, list[_Waiter]]] | None = None
 
     async def get(self, key: str) -> bytes:
         """Return ``key``'s value; ``KeyError`` if missing."""
-        pending = self._pending
-        if pending is not None and self._thread == threading.get_ident():
+        gathering = self._open
+        if gathering is not None and gathering[0] == threading.get_ident():
             waiter = _Waiter()
-            pending.setdefault(key, []).append(waiter)
+            gathering[1].setdefault(key, []).append(waiter)
             await waiter.event.wait()
             if waiter.error is not None:
                 raise waiter.error
@@ -228,21 +229,31 @@ class GetCoalescer:
 
     async def _lead(self, key: str) -> bytes:
         batch: dict[str, list[_Waiter]] = {key: []}
-        self._pending, self._thread = batch, threading.get_ident()
-        # Shielded: the batch is shared with other waiters and the thread work
-        # cannot be interrupted anyway; a cancellation lands right after.
-        with anyio.CancelScope(shield=True):
-            try:
-                await anyio.lowlevel.checkpoint()
-            finally:
-                if self._pending is batch:
-                    self._pending = None
-            found, errors = await self._fetch_all(list(batch))
-        for k, waiters in batch.items():
-            for waiter in waiters:
-                waiter.value = found.get(k)
-                waiter.error = errors.get(k)
-                waiter.event.set()
+        gathering = (threading.get_ident(), batch)
+        self._open = gathering
+        found: dict[str, bytes] = {}
+        errors: dict[str, BaseException] = {}
+        try:
+            # Shielded: the batch is shared with other waiters and the thread work
+            # cannot be interrupted anyway; a cancellation lands right after.
+            with anyio.CancelScope(shield=True):
+                try:
+                    await anyio.lowlevel.checkpoint()
+                finally:
+                    if self._open is gathering:
+                        self._open = None
+                found, errors = await self._fetch_all(list(batch))
+        except BaseException as exc:
+            # Whatever stopped the leader (KeyboardInterrupt, a bug), no waiter may hang.
+            interrupted = RuntimeError(f"the batch read this get joined was interrupted: {exc!r}")
+            errors = dict.fromkeys(batch, interrupted)
+            raise
+        finally:
+            for k, waiters in batch.items():
+                for waiter in waiters:
+                    waiter.value = found.get(k)
+                    waiter.error = errors.get(k)
+                    waiter.event.set()
         if key in errors:
             raise errors[key]
         if key not in found:
@@ -379,14 +390,18 @@ class BlockingStore(Store):
         return await self._run(self._contains_blocking, key)
 
     async def _list(self, prefix: str) -> AsyncIterator[str]:
-        iterator = self._list_blocking(prefix)
         if _INLINE.get():
-            for key in iterator:
+            for key in self._list_blocking(prefix):
                 yield key
             return
         page_size = self._list_page_size
+        # Created in the first worker call: starting a listing may itself block.
+        iterator: Iterator[str] | None = None
 
         def next_page() -> list[str]:
+            nonlocal iterator
+            if iterator is None:
+                iterator = iter(self._list_blocking(prefix))
             page = []
             for key in iterator:
                 page.append(key)
