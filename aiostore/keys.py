@@ -116,16 +116,20 @@ def parent_prefix(path: str) -> str:
 def key_to_fs_path(root: str, key: str) -> str:
     """File-system path of a *normalized* key below ``root``.
 
-    The key's segments are plain names (no ``.``, ``..``, separators or NUL), so
-    the result is always inside ``root``; the assertion below is a second line of
-    defence, not the check itself.
+    A normalized key's segments are plain names (no ``.``, ``..``, separators or
+    NUL), so the result is always inside ``root``. The checks here are a second
+    line of defence for a key that skipped :func:`normalize_key`, not the gate.
 
     >>> key_to_fs_path("/data/x.zarr", "a/0.0")
     '/data/x.zarr/a/0.0'
+    >>> key_to_fs_path("/data/x.zarr", "../x")
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid key '../x': it would leave the store root '/data/x.zarr'
     """
-    path = os.path.join(root, *key.split("/"))
+    segments = key.split("/")
+    if any(s in ("", ".", "..") or "\x00" in s for s in segments):
+        raise ValueError(f"invalid key {key!r}: it would leave the store root {root!r}")
     if os.sep != "/" and os.sep in key:  # pragma: no cover - Windows only
         raise ValueError(f"invalid key {key!r}: contains the separator {os.sep!r}")
-    if not path.startswith(os.path.join(root, "")):
-        raise ValueError(f"invalid key {key!r}: it would leave the store root {root!r}")
-    return path
+    return os.path.join(root, *segments)
