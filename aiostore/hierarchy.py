@@ -331,11 +331,10 @@ async def init_array(
     >>> import anyio
     >>> store = {}
     >>> anyio.run(init_array, store, 100, 10)
-    >>> print(store[".zarray"].decode()[:38])
-    {
-        "chunks": [
-            10
-        ],
+    >>> import json
+    >>> meta = json.loads(store[".zarray"])
+    >>> meta["chunks"], meta["dtype"], meta["compressor"]["cname"]
+    ([10], '<f8', 'lz4')
     """
     async_store = as_store(store)
     async_chunk_store = None if chunk_store is None else as_store(chunk_store)
