@@ -14,6 +14,19 @@ Every store is an async key-value store with concurrent batch operations;
 
 from .abc import Store
 from .errors import BatchWriteError, ClosedStoreError, ReadOnlyError
+from .hierarchy import (
+    ContainsArrayError,
+    ContainsGroupError,
+    contains_array,
+    contains_group,
+    getsize,
+    init_array,
+    init_group,
+    listdir,
+    migrate_1to2,
+    rename,
+    rmdir,
+)
 from .mapping import MappingStore, as_store
 from .memory import DictStore, MemoryStore
 
@@ -26,6 +39,17 @@ __all__ = [
     "DictStore",
     "MappingStore",
     "as_store",
+    "init_array",
+    "init_group",
+    "contains_array",
+    "contains_group",
+    "listdir",
+    "rmdir",
+    "getsize",
+    "rename",
+    "migrate_1to2",
+    "ContainsArrayError",
+    "ContainsGroupError",
 ]
 
 __version__ = "0.1.0"
