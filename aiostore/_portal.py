@@ -15,7 +15,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["run_on_portal", "portal_thread"]
+__all__ = ["run_on_portal", "portal_thread", "portal_loop"]
 
 T = TypeVar("T")
 
@@ -57,6 +57,16 @@ def _get_portal() -> _Portal:
 def portal_thread() -> threading.Thread | None:
     """The portal's thread, if it was started in this process."""
     return _portal.thread if _portal is not None else None
+
+
+def portal_loop() -> asyncio.AbstractEventLoop:
+    """The background loop, started if needed, for work scheduled there without
+    waiting for it (``asyncio.run_coroutine_threadsafe``, ``call_soon_threadsafe``).
+
+    >>> portal_loop().is_running()
+    True
+    """
+    return _get_portal().loop
 
 
 def run_on_portal(coro: Coroutine[Any, Any, T]) -> T:

@@ -90,7 +90,8 @@ class MappingStore(BlockingStore):
 
     def _list_blocking(self, prefix: str) -> Iterator[str]:
         with self._lock:
-            keys = list(self.mapping)
+            # keys(), not iter(): zarr 2 counts the calls a cache makes (CountingDict).
+            keys = list(self.mapping.keys())
         return (k for k in keys if isinstance(k, str) and k.startswith(prefix))
 
     def __getstate__(self) -> dict[str, Any]:
