@@ -29,6 +29,7 @@ from .hierarchy import (
 )
 from .mapping import MappingStore, as_store
 from .memory import DictStore, MemoryStore
+from .zip import ZipStore
 
 __all__ = [
     "Store",
@@ -39,6 +40,7 @@ __all__ = [
     "DictStore",
     "MappingStore",
     "as_store",
+    "ZipStore",
     "init_array",
     "init_group",
     "contains_array",

@@ -29,6 +29,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from . import hierarchy as _hierarchy
 from . import memory as _memory
+from . import zip as _zip
 from ._portal import run_on_portal
 from ._threads import run_inline
 from .abc import Store
@@ -42,6 +43,7 @@ __all__ = [
     "MemoryStore",
     "DictStore",
     "MappingStore",
+    "ZipStore",
     "init_array",
     "init_group",
     "contains_array",
@@ -297,6 +299,24 @@ class MappingStore(SyncStore):
     """
 
     __init__ = _twin(_AsyncMappingStore)
+
+
+class ZipStore(SyncStore):
+    """Sync twin of :class:`aiostore.ZipStore`: every key an entry of one Zip file.
+
+    Call :meth:`close` (or use ``with``) after writing: it writes the central
+    directory, without which the file is not a Zip file.
+
+    >>> import os, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> with ZipStore(os.path.join(tmp.name, "array.zip"), mode="w") as store:
+    ...     store["a/0.0"] = b"xyz"
+    ...     print(store["a/0.0"], store.listdir("a"), store.getsize("a"))
+    b'xyz' ['0.0'] 3
+    >>> tmp.cleanup()
+    """
+
+    __init__ = _twin(_zip.ZipStore)
 
 
 # -- sync twins of the hierarchy functions (aiostore.hierarchy) ------------------

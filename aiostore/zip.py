@@ -1,0 +1,526 @@
+"""ZipStore: a zarr hierarchy in a single Zip file, written with :mod:`zipfile`.
+
+Writes go through the standard library's :class:`zipfile.ZipFile`, one writer
+at a time. Reads do not: the store keeps the newest :class:`zipfile.ZipInfo`
+of every key and a second, read-only file handle, and reads an entry's local
+header and data with one ``os.pread`` (then checks the CRC, and inflates
+deflated entries). So reads run in parallel, never wait for a writer, and see
+every value as soon as its write returns, while the file is open for appending.
+Encrypted entries and other compression methods are read through ``zipfile``.
+
+A Zip file cannot remove or replace an entry: writing a key again appends a
+second entry (the standard library warns about the duplicate name) and reads
+return the newest one. Deleting and renaming are not supported.
+
+The central directory is written by ``close()`` (and ``flush()``). A store
+that is never closed and whose process is killed leaves a file without one,
+which Zip readers cannot open; on normal interpreter exit an unclosed store is
+closed for you.
+
+Examples
+--------
+>>> import anyio, os, tempfile
+>>> tmp = tempfile.TemporaryDirectory()
+>>> path = os.path.join(tmp.name, "example.zip")
+>>> async def main():
+...     async with ZipStore(path, mode="w") as store:
+...         await store.set_many({"a/0": b"x", "a/1": b"yz"})
+...     async with ZipStore(path, mode="r") as store:
+...         print(await store.get_many(["a/0", "a/1"]), await store.listdir("a"))
+>>> anyio.run(main)
+{'a/0': b'x', 'a/1': b'yz'} ['0', '1']
+>>> tmp.cleanup()
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+import weakref
+import zipfile
+import zlib
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from typing import IO, Any, Literal, TypeAlias
+
+from ._threads import BlockingStore, offload_batch
+from .abc import Buffer, ByteRange, child_name
+from .errors import BatchWriteError, ClosedStoreError
+from .keys import normalize_path, parent_prefix
+
+__all__ = ["ZipStore"]
+
+_LOCAL_HEADER_SIZE = 30
+_LOCAL_HEADER_SIGNATURE = b"PK\x03\x04"
+_NAME_AND_EXTRA_LENGTHS = struct.Struct("<HH")  # at offset 26 of a local header
+_ENCRYPTED = 0x1
+_FAST_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_HAS_PREAD = hasattr(os, "pread")
+
+#: The modes of :class:`zipfile.ZipFile`.
+ZipMode: TypeAlias = Literal["r", "w", "a", "x"]
+
+
+class _ReadGate:
+    """Reads share the read handle; closing or truncating the file waits for them.
+
+    Without this, a read in flight could ``pread`` a descriptor number that a
+    concurrent ``close`` has released and the OS has handed to another file.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._exclusive = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive:
+                self._cond.wait()
+            self._exclusive = True
+            while self._readers:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+class _Handles:
+    """The open ``ZipFile`` (the writer) and the read-only file; closed by the
+    store, or by a finalizer if the store is dropped or the interpreter exits."""
+
+    def __init__(self, zf: zipfile.ZipFile, file: IO[bytes]) -> None:
+        self.zf: zipfile.ZipFile | None = zf
+        self.file: IO[bytes] | None = file
+
+    def close(self) -> None:
+        zf, file, self.zf, self.file = self.zf, self.file, None, None
+        try:
+            if zf is not None:
+                zf.close()  # writes the central directory
+        finally:
+            if file is not None:
+                file.close()
+
+
+class ZipStore(BlockingStore):
+    """Store keeping every key as an entry of one Zip file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Location of the file (made absolute).
+    compression : int
+        Compression method for new entries, e.g. ``zipfile.ZIP_STORED`` (the
+        default) or ``zipfile.ZIP_DEFLATED``.
+    allowZip64 : bool
+        Use the ZIP64 extensions when the file grows past 2 GiB; if False that
+        raises :class:`zipfile.LargeZipFile` instead.
+    mode : {"a", "r", "w", "x"}
+        ``"r"`` read an existing file (the store is read-only), ``"w"`` truncate
+        or create, ``"a"`` append to an existing file or create one, ``"x"``
+        create a new file, failing if it exists.
+    dimension_separator : {".", "/"}, optional
+
+    Notes
+    -----
+    Writing a key that is already stored appends a new entry; the standard
+    library warns ``Duplicate name``, and reads return the newest value. To
+    avoid duplicates, write each chunk once (align writes with chunk
+    boundaries). Deletes and renames raise :class:`NotImplementedError`;
+    ``clear()`` (and ``rmdir()`` of the root) empties the whole file.
+
+    ``close()`` must be called after writing (or use ``with``/``async with``):
+    it writes the central directory, without which the file is not a Zip file.
+    ``flush()`` writes it too and re-opens the file for appending. Safe to use
+    from many threads (one writer at a time, reads in parallel), not from
+    several processes. ``getsize`` counts stored (compressed) bytes, as zarr 2.
+
+    Examples
+    --------
+    >>> import anyio, os, tempfile, warnings
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> store = ZipStore(os.path.join(tmp.name, "data.zip"), mode="w")
+    >>> async def main():
+    ...     await store.set("a", b"old")
+    ...     with warnings.catch_warnings(record=True) as caught:
+    ...         warnings.simplefilter("always")
+    ...         await store.set("a", b"new")
+    ...     print(caught[0].message, await store.get("a"))
+    ...     await store.aclose()
+    >>> anyio.run(main)
+    Duplicate name: 'a' b'new'
+    >>> tmp.cleanup()
+    """
+
+    supports_deletes = False
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        compression: int = zipfile.ZIP_STORED,
+        allowZip64: bool = True,
+        mode: ZipMode = "a",
+        dimension_separator: str | None = None,
+    ) -> None:
+        if mode not in ("r", "w", "a", "x"):
+            raise ValueError(f"ZipStore mode must be 'r', 'w', 'a' or 'x', not {mode!r}")
+        super().__init__(read_only=mode == "r", dimension_separator=dimension_separator)
+        self.path = os.path.abspath(os.fspath(path))
+        self.compression = compression
+        self.allowZip64 = allowZip64
+        self.mode = mode
+        self._lock = threading.RLock()  # the one writer; also guards replacing the ZipFile
+        self._index_lock = threading.Lock()
+        self._gate = _ReadGate()
+        zf = zipfile.ZipFile(self.path, mode=mode, compression=compression, allowZip64=allowZip64)
+        try:
+            file = open(self.path, "rb", buffering=0)  # closed by _Handles
+        except BaseException:
+            zf.close()
+            raise
+        self._handles = _Handles(zf, file)
+        weakref.finalize(self, self._handles.close)
+        # A new file ("w", "x") must get a central directory even if nothing is written.
+        self._dirty = mode in ("w", "x")
+        self._index = _newest_entries(zf)
+        #: header offset -> offset of the entry's data, learnt on first read.
+        self._data_offsets: dict[int, int] = {}
+
+    # -- handles -------------------------------------------------------------
+    def _zip(self) -> zipfile.ZipFile:
+        zf = self._handles.zf
+        if zf is None:
+            raise ClosedStoreError(f"{self!r} is closed")
+        return zf
+
+    @contextmanager
+    def _reading(self) -> Iterator[int]:
+        with self._gate.shared():
+            file = self._handles.file
+            if file is None:
+                raise ClosedStoreError(f"{self!r} is closed")
+            yield file.fileno()
+
+    def _lookup(self, key: str) -> zipfile.ZipInfo | None:
+        with self._index_lock:
+            return self._index.get(key)
+
+    def _keys(self) -> list[str]:
+        with self._index_lock:
+            return list(self._index)
+
+    # -- reads ---------------------------------------------------------------
+    def _get_blocking(self, key: str, byte_range: ByteRange | None) -> bytes:
+        info = self._lookup(key)
+        if info is None:
+            raise KeyError(key)
+        with self._reading() as fd:
+            return self._read(fd, info, byte_range)
+
+    def _get_batch(self, keys: Sequence[str]) -> dict[str, bytes]:
+        with self._index_lock:
+            infos = [(key, self._index.get(key)) for key in keys]
+        found: dict[str, bytes] = {}
+        with self._reading() as fd:
+            for key, info in infos:
+                if info is not None:
+                    found[key] = self._read(fd, info, None)
+        return found
+
+    def _read(self, fd: int, info: zipfile.ZipInfo, byte_range: ByteRange | None) -> bytes:
+        if info.flag_bits & _ENCRYPTED or info.compress_type not in _FAST_METHODS or not _HAS_PREAD:
+            return _slice(self._read_with_zipfile(info), byte_range)
+        if info.compress_type == zipfile.ZIP_STORED and byte_range is not None:
+            # Stored bytes are the value: read only the range (no CRC to check on a part).
+            start, stop, _ = slice(*byte_range).indices(info.file_size)
+            return self._read_stored(fd, info, start, max(start, stop))
+        data = self._read_stored(fd, info, 0, info.compress_size)
+        if info.compress_type == zipfile.ZIP_DEFLATED:
+            try:
+                data = zlib.decompress(data, -15, info.file_size)
+            except zlib.error as exc:
+                raise zipfile.BadZipFile(f"entry {info.filename!r} of {self.path} is corrupt: {exc}") from exc
+        if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
+            raise zipfile.BadZipFile(f"bad CRC-32 or size for entry {info.filename!r} of {self.path}")
+        return _slice(data, byte_range)
+
+    def _read_stored(self, fd: int, info: zipfile.ZipInfo, start: int, stop: int) -> bytes:
+        """Bytes ``start:stop`` of the entry's stored data, by offset."""
+        data_offset = self._data_offsets.get(info.header_offset)
+        if data_offset is not None:
+            return _pread_exact(fd, stop - start, data_offset + start, info, self.path)
+        # First read of this entry: guess the local header's length (usually the
+        # central one's) and read header and data in one call.
+        header_size = _LOCAL_HEADER_SIZE + len(info.filename.encode()) + len(info.extra)
+        block = os.pread(fd, header_size + stop, info.header_offset)
+        if len(block) < _LOCAL_HEADER_SIZE or block[:4] != _LOCAL_HEADER_SIGNATURE:
+            raise zipfile.BadZipFile(f"no local header for entry {info.filename!r} of {self.path}")
+        name_length, extra_length = _NAME_AND_EXTRA_LENGTHS.unpack_from(block, 26)
+        data_offset = info.header_offset + _LOCAL_HEADER_SIZE + name_length + extra_length
+        self._data_offsets[info.header_offset] = data_offset
+        if data_offset - info.header_offset == header_size and len(block) == header_size + stop:
+            return block[header_size + start :]
+        return _pread_exact(fd, stop - start, data_offset + start, info, self.path)
+
+    def _read_with_zipfile(self, info: zipfile.ZipInfo) -> bytes:
+        with self._lock, self._zip().open(info) as entry:
+            return entry.read()
+
+    async def _contains(self, key: str) -> bool:
+        return self._lookup(key) is not None  # an in-memory lookup: no thread hop
+
+    def _contains_blocking(self, key: str) -> bool:
+        return self._lookup(key) is not None
+
+    def _list_blocking(self, prefix: str) -> Iterator[str]:
+        return iter(sorted(key for key in self._keys() if key.startswith(prefix)))
+
+    async def _list(self, prefix: str) -> AsyncIterator[str]:
+        for key in self._list_blocking(prefix):
+            yield key
+
+    async def _listdir(self, path: str) -> list[str]:
+        prefix = parent_prefix(path)
+        return sorted({child_name(prefix, key) for key in self._keys() if key.startswith(prefix)})
+
+    async def _getsize(self, path: str) -> int:
+        with self._index_lock:
+            info = self._index.get(path) if path else None
+            if info is not None:
+                return info.compress_size
+            prefix = parent_prefix(path)
+            return sum(
+                entry.compress_size
+                for key, entry in self._index.items()
+                if key.startswith(prefix) and "/" not in key[len(prefix) :]
+            )
+
+    # -- writes --------------------------------------------------------------
+    def _set_blocking(self, key: str, value: Buffer) -> None:
+        try:
+            self._set_batch([(key, value)])
+        except BatchWriteError as exc:
+            raise exc.failed[key] from None
+
+    def _set_batch(self, items: Sequence[tuple[str, Buffer]]) -> None:
+        failed: dict[str, BaseException] = {}
+        written: list[zipfile.ZipInfo] = []
+        with self._lock:
+            zf = self._zip()
+            now = time.localtime()
+            date_time = (now.tm_year, now.tm_mon, now.tm_mday, now.tm_hour, now.tm_min, now.tm_sec)
+            try:
+                for key, value in items:
+                    info = zipfile.ZipInfo(key, date_time)
+                    info.compress_type = self.compression
+                    info.external_attr = 0o644 << 16  # zipfile's default 0o600 is too strict
+                    previous = zf.NameToInfo.get(key)
+                    try:
+                        zf.writestr(info, value)  # warns "Duplicate name" if key is stored
+                    except BaseException as exc:
+                        _undo_failed_write(zf, info, previous)
+                        if not isinstance(exc, Exception):
+                            raise
+                        failed[key] = exc
+                    else:
+                        written.append(info)
+            finally:
+                if written:
+                    self._dirty = True
+                    # Readers use another handle: the data must be in the file first.
+                    if zf.fp is not None:
+                        zf.fp.flush()
+                    with self._index_lock:
+                        for info in written:
+                            self._index[info.filename] = info
+        if failed:
+            raise BatchWriteError(failed)
+
+    async def _set_many(self, items: list[tuple[str, Buffer]]) -> None:
+        # One writer at a time: splitting the batch over threads would only queue them.
+        [(part, result)] = await offload_batch(self._resource, self._set_batch, items, split=False)
+        if isinstance(result, BatchWriteError | ClosedStoreError):
+            raise result
+        if isinstance(result, BaseException):
+            raise BatchWriteError({key: result for key, _ in part})
+
+    def _flush_blocking(self) -> None:
+        with self._lock:
+            zf = self._zip()
+            if not self._dirty:
+                return
+            zf.close()  # if this fails, zipfile has let go of the file and later writes say so
+            # Re-open for appending whatever the original mode was ("w" would truncate).
+            self._handles.zf = zipfile.ZipFile(
+                self.path, mode="a", compression=self.compression, allowZip64=self.allowZip64
+            )
+            self._dirty = False
+
+    async def _flush(self) -> None:
+        await self._run(self._flush_blocking)
+
+    def _clear_blocking(self) -> None:
+        with self._gate.exclusive(), self._lock:
+            self._zip().close()
+            self._handles.zf = zipfile.ZipFile(
+                self.path, mode="w", compression=self.compression, allowZip64=self.allowZip64
+            )
+            self._dirty = True
+            with self._index_lock:
+                self._index.clear()
+            self._data_offsets.clear()
+
+    async def _clear(self) -> None:
+        await self._run(self._clear_blocking)
+
+    def _close_blocking(self) -> None:
+        with self._gate.exclusive(), self._lock:
+            self._handles.close()
+
+    async def aclose(self) -> None:
+        """Write the central directory and close the file; later calls are no-ops."""
+        if self._closed:
+            return
+        self._closed = True  # new operations fail at once; reads in flight finish first
+        await self._run(self._close_blocking)
+
+    # -- deletes: not possible in a Zip file ----------------------------------
+    def _no_deletes(self, what: str) -> NotImplementedError:
+        return NotImplementedError(
+            f"{self!r} cannot {what}: a Zip file has no way to remove or rename entries "
+            "(clear() empties the whole file)"
+        )
+
+    async def _delete(self, key: str) -> None:
+        raise self._no_deletes(f"delete {key!r}")
+
+    def _delete_blocking(self, key: str) -> None:
+        raise self._no_deletes(f"delete {key!r}")
+
+    async def _delete_many(self, keys: list[str]) -> None:
+        # Missing keys are ignored, as for every store; only real deletes fail.
+        present = [key for key in keys if self._lookup(key) is not None]
+        if present:
+            raise self._no_deletes(f"delete {present[0]!r}")
+
+    async def _rmdir(self, path: str) -> None:
+        prefix = parent_prefix(path)
+        if self._lookup(path) is not None or any(key.startswith(prefix) for key in self._keys()):
+            raise self._no_deletes(f"remove {path!r}")
+
+    async def _rename(self, src: str, dst: str) -> None:
+        raise self._no_deletes(f"rename {src!r}")
+
+    # -- identity and pickling --------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        if not self._closed and not self._read_only:
+            self._flush_blocking()  # so the copy (maybe in another process) sees every entry
+        return {
+            "path": self.path,
+            "compression": self.compression,
+            "allowZip64": self.allowZip64,
+            "mode": self.mode,
+            "dimension_separator": self._dimension_separator,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A copy of a "w" or "x" store must not truncate (or refuse) the file it refers to.
+        mode = "a" if state["mode"] in ("w", "x") else state["mode"]
+        self.__init__(  # type: ignore[misc]
+            state["path"],
+            state["compression"],
+            state["allowZip64"],
+            mode,
+            dimension_separator=state["dimension_separator"],
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ZipStore)
+            and self.path == other.path
+            and self.compression == other.compression
+            and self.allowZip64 == other.allowZip64
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ZipStore({self.path!r}, mode={self.mode!r})"
+
+
+def _newest_entries(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """Key -> newest entry. Directory entries (``name/``, as ``zip -r`` and 7z
+    write them) and names that are not valid keys are not values, so not keys."""
+    index: dict[str, zipfile.ZipInfo] = {}
+    for info in zf.infolist():  # in file order: a later duplicate wins
+        name = info.filename
+        if name.endswith("/"):
+            continue
+        try:
+            if normalize_path(name) != name:
+                continue
+        except ValueError:
+            continue
+        index[name] = info
+    return index
+
+
+def _undo_failed_write(zf: zipfile.ZipFile, info: zipfile.ZipInfo, previous: zipfile.ZipInfo | None) -> None:
+    """Keep a failed write from becoming an entry and from leaving junk at the end.
+
+    ``zipfile`` registers an entry whose data write failed part-way if rewriting
+    its header still works; that torn entry would be listed at ``close()``.
+    """
+    if zf.filelist and zf.filelist[-1] is info:
+        zf.filelist.pop()
+        if previous is None:
+            zf.NameToInfo.pop(info.filename, None)
+        else:
+            zf.NameToInfo[info.filename] = previous
+        zf.start_dir = info.header_offset  # the next entry overwrites the torn one
+    try:  # a partial entry past the end would hide the end record from readers
+        if zf.fp is not None:
+            zf.fp.seek(zf.start_dir)
+            zf.fp.truncate()
+    except (OSError, ValueError):
+        pass
+
+
+def _pread_exact(fd: int, size: int, offset: int, info: zipfile.ZipInfo, path: str) -> bytes:
+    data = os.pread(fd, size, offset)
+    if len(data) == size:
+        return data
+    parts = [data]  # a single read returns at most ~2 GiB on Linux
+    done = len(data)
+    while done < size:
+        more = os.pread(fd, size - done, offset + done)
+        if not more:
+            raise zipfile.BadZipFile(f"entry {info.filename!r} of {path} is truncated")
+        parts.append(more)
+        done += len(more)
+    return b"".join(parts)
+
+
+def _slice(data: bytes, byte_range: ByteRange | None) -> bytes:
+    return data if byte_range is None else data[byte_range[0] : byte_range[1]]

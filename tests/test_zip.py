@@ -1,0 +1,429 @@
+"""ZipStore: modes, close/flush, duplicates, no deletes, fast reads, threads, failures."""
+
+from __future__ import annotations
+
+import gc
+import io
+import pickle
+import threading
+import warnings
+import zipfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+
+import aiostore.sync
+from aiostore import ClosedStoreError, ReadOnlyError, ZipStore
+from aiostore._threads import thread_limit
+from aiostore.errors import BatchWriteError
+
+pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
+
+
+def value_of(key: str, size: int = 100) -> bytes:
+    return (key.encode() * (size // len(key) + 1))[:size]
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> str:
+    return str(tmp_path / "store.zip")
+
+
+def entries(path: str) -> list[tuple[str, bytes]]:
+    """What any Zip reader sees in the file (checks every CRC first)."""
+    with zipfile.ZipFile(path) as zf:
+        assert zf.testzip() is None
+        return [(info.filename, zf.read(info)) for info in zf.infolist()]
+
+
+# -- the async API ------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_round_trip_and_listing(path: str) -> None:
+    async with ZipStore(path, mode="w") as store:
+        await store.set_many({"a/0": b"x", "a/1": b"yz", "b/c/d": b"www", "e": b""})
+        await store.set("f", bytearray(b"f"))
+        assert await store.get_many(["a/0", "a/1", "e", "missing"]) == {"a/0": b"x", "a/1": b"yz", "e": b""}
+        assert await store.get("b/c/d") == b"www"
+        assert await store.contains("a/1") and not await store.contains("a")
+        assert [k async for k in store.list()] == ["a/0", "a/1", "b/c/d", "e", "f"]
+        assert [k async for k in store.list("a/")] == ["a/0", "a/1"]
+        assert await store.listdir() == ["a", "b", "e", "f"]
+        assert await store.listdir("b") == ["c"]
+        assert await store.listdir("a/0") == []
+        assert (await store.getsize(), await store.getsize("a"), await store.getsize("a/1")) == (1, 3, 2)
+        assert await store.getsize("nothing") == 0
+        with pytest.raises(KeyError):
+            await store.get("a")
+    expected = [("a/0", b"x"), ("a/1", b"yz"), ("b/c/d", b"www"), ("e", b""), ("f", b"f")]
+    assert sorted(entries(path)) == expected
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+async def test_byte_ranges(path: str, compression: int) -> None:
+    data = bytes(range(256)) * 40
+    async with ZipStore(path, mode="w", compression=compression) as store:
+        await store.set("k", data)
+        for _ in range(2):  # the first read learns the data offset, the second uses it
+            assert await store.get("k", byte_range=(10, 20)) == data[10:20]
+            assert await store.get("k", byte_range=(-5, None)) == data[-5:]
+            assert await store.get("k", byte_range=(10_000, None)) == data[10_000:]
+            assert await store.get("k", byte_range=(20_000, 30_000)) == b""
+            assert await store.get("k", byte_range=(-20_000, None)) == data
+            assert await store.get("k") == data
+
+
+@pytest.mark.anyio
+async def test_deflated_entries_are_compressed(path: str) -> None:
+    async with ZipStore(path, mode="w", compression=zipfile.ZIP_DEFLATED) as store:
+        await store.set("a/k", b"z" * 10_000)
+        assert await store.get("a/k") == b"z" * 10_000
+        stored = await store.getsize("a/k")  # stored (compressed) bytes, as zarr 2
+        assert 0 < stored < 1000 and await store.getsize("a") == stored
+    with zipfile.ZipFile(path) as zf:
+        assert zf.getinfo("a/k").compress_type == zipfile.ZIP_DEFLATED
+
+
+# -- modes ----------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_mode_r_is_read_only(path: str) -> None:
+    async with ZipStore(path, mode="w") as store:
+        await store.set("a", b"1")
+    async with ZipStore(path, mode="r") as store:
+        assert store.read_only and await store.get("a") == b"1"
+        for attempt in (store.set("a", b"2"), store.set_many({"b": b"2"}), store.clear(), store.rmdir()):
+            with pytest.raises(ReadOnlyError):
+                await attempt
+        await store.flush()  # a no-op
+    assert entries(path) == [("a", b"1")]
+
+
+def test_modes_w_a_x(path: str) -> None:
+    with aiostore.sync.ZipStore(path, mode="x") as store:
+        store["a"] = b"1"
+    with pytest.raises(FileExistsError):
+        ZipStore(path, mode="x")
+    with aiostore.sync.ZipStore(path, mode="a") as store:
+        assert store["a"] == b"1"
+        store["b"] = b"2"
+    assert entries(path) == [("a", b"1"), ("b", b"2")]
+    with aiostore.sync.ZipStore(path, mode="w") as store:  # truncates
+        assert len(store) == 0
+        store["c"] = b"3"
+    assert entries(path) == [("c", b"3")]
+    with pytest.raises(ValueError, match="mode"):
+        ZipStore(path, mode="rw")  # type: ignore[arg-type]
+    with pytest.raises(FileNotFoundError):
+        ZipStore(path + ".missing", mode="r")
+
+
+def test_empty_store_in_mode_w_is_a_valid_zip(path: str) -> None:
+    aiostore.sync.ZipStore(path, mode="w").close()
+    assert entries(path) == []
+
+
+# -- close and flush --------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_closed_store_refuses_everything(path: str) -> None:
+    store = ZipStore(path, mode="w")
+    await store.set("a", b"1")
+    await store.aclose()
+    await store.aclose()  # a no-op
+    assert store.closed
+    for attempt in (store.get("a"), store.get_many(["a"]), store.set("a", b"2"), store.contains("a")):
+        with pytest.raises(ClosedStoreError, match="is closed"):
+            await attempt
+    with pytest.raises(ClosedStoreError):
+        await store.listdir()
+    assert entries(path) == [("a", b"1")]
+
+
+def test_flush_writes_the_directory_and_keeps_the_store_writable(path: str) -> None:
+    store = aiostore.sync.ZipStore(path, mode="w")
+    store["a"] = b"1"
+    store.flush()
+    assert entries(path) == [("a", b"1")]  # another reader sees a complete Zip file
+    store["b"] = b"2"
+    assert store["a"] == b"1" and store["b"] == b"2"
+    store.close()
+    assert entries(path) == [("a", b"1"), ("b", b"2")]
+
+
+def test_unclosed_store_is_closed_when_dropped(path: str) -> None:
+    store = aiostore.sync.ZipStore(path, mode="w")
+    store["a"] = b"1"
+    del store
+    gc.collect()
+    assert entries(path) == [("a", b"1")]
+
+
+def test_close_waits_for_reads_in_flight(path: str) -> None:
+    store = ZipStore(path, mode="w")
+    with store._gate.shared():  # a read in flight
+        closer = threading.Thread(target=aiostore.sync.run_sync, args=(store, store.aclose()))
+        closer.start()
+        closer.join(0.2)
+        assert closer.is_alive()  # the read handle is not released under the reader
+    closer.join()
+    assert store._handles.file is None
+
+
+# -- duplicates -------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_overwrite_warns_and_reads_the_newest_value(path: str) -> None:
+    async with ZipStore(path, mode="w") as store:
+        await store.set("a", b"old")
+        with pytest.warns(UserWarning, match="Duplicate name: 'a'"):
+            await store.set("a", b"new")
+        assert await store.get("a") == b"new"
+        assert await store.get_many(["a"]) == {"a": b"new"}
+        assert [k async for k in store.list()] == ["a"]
+        await store.flush()
+        assert await store.get("a") == b"new"
+    assert entries(path) == [("a", b"old"), ("a", b"new")]
+    async with ZipStore(path, mode="r") as store:
+        assert await store.get("a") == b"new" and await store.getsize() == 3
+
+
+# -- deletes ------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_deletes_are_refused_clearly(path: str) -> None:
+    async with ZipStore(path, mode="w") as store:
+        await store.set_many({"a/b": b"1", "c": b"2"})
+        assert not store.supports_deletes
+        with pytest.raises(NotImplementedError, match=r"cannot delete 'c'.*no way to remove"):
+            await store.delete("c")
+        with pytest.raises(NotImplementedError, match="cannot delete 'a/b'"):
+            await store.delete_many(["missing", "a/b"])
+        with pytest.raises(NotImplementedError, match="cannot remove 'a'"):
+            await store.rmdir("a")
+        with pytest.raises(NotImplementedError, match="cannot rename 'a'"):
+            await store.rename("a", "z")
+        # Nothing to remove is not an error (zarr 2's overwrite of a new path relies on it).
+        await store.delete_many(["missing"])
+        await store.rmdir("x/y")
+        assert await store.get_many(["a/b", "c"]) == {"a/b": b"1", "c": b"2"}
+
+
+@pytest.mark.anyio
+async def test_clear_empties_the_file(path: str) -> None:
+    async with ZipStore(path, mode="w") as store:
+        await store.set_many({f"k{i}": b"x" * 1000 for i in range(10)})
+        await store.get_many(["k1"])
+        await store.clear()
+        assert [k async for k in store.list()] == [] and await store.getsize() == 0
+        await store.set("k1", b"after")  # no duplicate warning: the old entry is gone
+        assert await store.get("k1") == b"after"
+        await store.rmdir()  # the root: the same as clear()
+        assert not await store.contains("k1")
+    assert entries(path) == []
+
+
+# -- files written by others ----------------------------------------------------------
+
+
+class _Unseekable(io.RawIOBase):
+    """A write-only stream: zipfile writes data descriptors after each entry."""
+
+    def __init__(self, target: io.BytesIO) -> None:
+        self.target = target
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return self.target.write(data)
+
+    def tell(self) -> int:
+        return self.target.tell()
+
+    def seek(self, *args: Any) -> int:
+        raise OSError("not seekable")
+
+
+def test_reads_archives_written_by_other_tools(path: str) -> None:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("dir/", b"")  # a directory entry, as `zip -r` and 7z write them
+        zf.writestr("dir/stored", b"s" * 100)
+        zf.writestr("dir/deflated", b"d" * 1000, compress_type=zipfile.ZIP_DEFLATED)
+        zf.writestr("dir/bzip2", b"b" * 1000, compress_type=zipfile.ZIP_BZIP2)
+        zf.writestr("../outside", b"not a key")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            zf.writestr("dir/stored", b"newest")
+    streamed = io.BytesIO()
+    with zipfile.ZipFile(_Unseekable(streamed), "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("descriptor", b"q" * 500)
+    streamed_path = path + ".streamed.zip"
+    Path(streamed_path).write_bytes(streamed.getvalue())
+
+    with aiostore.sync.ZipStore(path, mode="r") as store:
+        assert sorted(store) == ["dir/bzip2", "dir/deflated", "dir/stored"]
+        assert store.getitems(sorted(store), contexts={}) == {
+            "dir/bzip2": b"b" * 1000,
+            "dir/deflated": b"d" * 1000,
+            "dir/stored": b"newest",
+        }
+        assert store.listdir("") == ["dir"]
+        assert store.async_store and store["dir/bzip2"] == b"b" * 1000
+    with aiostore.sync.ZipStore(streamed_path, mode="r") as store:
+        assert zipfile.ZipFile(streamed_path).getinfo("descriptor").flag_bits & 0x08
+        assert store["descriptor"] == b"q" * 500
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_corrupt_data_is_detected(path: str, compression: int) -> None:
+    with aiostore.sync.ZipStore(path, mode="w", compression=compression) as store:
+        store["k"] = b"a" * 5000
+    info = zipfile.ZipFile(path).getinfo("k")
+    raw = bytearray(Path(path).read_bytes())
+    raw[info.header_offset + 30 + 1 + info.compress_size // 2] ^= 0xFF
+    Path(path).write_bytes(raw)
+    with aiostore.sync.ZipStore(path, mode="r") as store, pytest.raises(zipfile.BadZipFile):
+        store["k"]
+
+
+# -- pickling ------------------------------------------------------------------------------
+
+
+def test_pickle_does_not_truncate_and_sees_every_write(path: str) -> None:
+    store = aiostore.sync.ZipStore(path, mode="w")
+    store["a"] = b"1"
+    dump = pickle.dumps(store)  # flushes, like zarr 2
+    store.close()
+    assert pickle.dumps(store) == dump
+    copy = pickle.loads(dump)
+    assert copy.mode == "a" and copy["a"] == b"1" and copy == store
+    copy["b"] = b"2"
+    copy.close()
+    assert entries(path) == [("a", b"1"), ("b", b"2")]
+    reader = pickle.loads(pickle.dumps(aiostore.sync.ZipStore(path, mode="r")))
+    assert reader.read_only and reader["b"] == b"2"
+    reader.close()
+
+
+# -- batches and threads ----------------------------------------------------------------
+
+
+@pytest.fixture
+def thread_hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
+    """Record every call that sends work to a worker thread."""
+    hops: list[object] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(fn)
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    yield hops
+
+
+@pytest.mark.anyio
+async def test_batches_cost_a_handful_of_thread_hops(path: str, thread_hops: list[object]) -> None:
+    keys = [f"c/{i}" for i in range(1000)]
+    async with ZipStore(path, mode="w") as store:
+        await store.set_many({k: value_of(k) for k in keys})
+        assert len(thread_hops) == 1  # one writer: the whole batch in one hop
+        thread_hops.clear()
+        found = await store.get_many(keys)
+        assert found == {k: value_of(k) for k in keys}
+        assert 1 <= len(thread_hops) <= thread_limit("disk")
+
+        thread_hops.clear()
+        results: dict[str, bytes] = {}
+
+        async def get_one(key: str) -> None:
+            results[key] = await store.get(key)
+
+        async with anyio.create_task_group() as tg:  # 1,000 concurrent single-key gets
+            for k in keys:
+                tg.start_soon(get_one, k)
+        assert results == found
+        assert 1 <= len(thread_hops) <= 2 * thread_limit("disk")
+
+
+def test_the_sync_side_makes_no_thread_hops(path: str, thread_hops: list[object]) -> None:
+    with aiostore.sync.ZipStore(path, mode="w") as store:
+        store.setitems({f"k{i}": b"v" for i in range(100)})
+        assert len(store.getitems([f"k{i}" for i in range(100)], contexts={})) == 100
+        assert store["k1"] == b"v" and "k2" in store and len(store) == 100
+    assert thread_hops == []
+
+
+def test_many_threads_read_while_others_write(path: str) -> None:
+    store = aiostore.sync.ZipStore(path, mode="w")
+    writers, per_writer = 4, 150
+    all_keys = [f"w{w}/{i}" for w in range(writers) for i in range(per_writer)]
+
+    def write(w: int) -> None:
+        for i in range(0, per_writer, 10):
+            store.setitems({f"w{w}/{j}": value_of(f"w{w}/{j}", 3000) for j in range(i, i + 10)})
+
+    def read() -> int:
+        seen = 0
+        for _ in range(30):
+            for key, value in store.getitems(all_keys, contexts={}).items():
+                assert value == value_of(key, 3000)  # never a partial or foreign value
+                seen += 1
+        return seen
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(write, w) for w in range(writers)] + [pool.submit(read) for _ in range(4)]
+        for future in futures:
+            future.result()
+    assert store.getitems(all_keys, contexts={}) == {k: value_of(k, 3000) for k in all_keys}
+    store.close()
+    assert len(entries(path)) == len(all_keys)
+
+
+# -- failures ------------------------------------------------------------------------------
+
+
+class _DiskFullAfter:
+    """Wraps the writer's file: fails big writes half-way, like a full disk."""
+
+    def __init__(self, fp: Any, limit: int) -> None:
+        self._fp = fp
+        self._limit = limit
+
+    def write(self, data: Any) -> int:
+        if len(memoryview(data)) > self._limit:
+            self._fp.write(bytes(memoryview(data)[: len(memoryview(data)) // 2]))
+            raise OSError(28, "No space left on device")
+        return int(self._fp.write(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
+@pytest.mark.anyio
+async def test_failed_writes_leave_old_values_and_a_valid_file(path: str) -> None:
+    store = ZipStore(path, mode="w")
+    await store.set_many({"big": b"old", "small": b"old"})
+    zf = store._handles.zf
+    assert zf is not None and zf.fp is not None
+    real_fp = zf.fp
+    zf.fp = _DiskFullAfter(real_fp, 10_000)  # type: ignore[assignment]
+    with pytest.raises(BatchWriteError) as caught:
+        await store.set_many({"big": b"x" * 50_000, "small": b"new", "fresh": b"y" * 20_000})
+    assert sorted(caught.value.failed) == ["big", "fresh"]
+    zf.fp = real_fp
+    assert await store.get_many(["big", "small", "fresh"]) == {"big": b"old", "small": b"new"}
+    await store.aclose()
+    assert entries(path) == [("big", b"old"), ("small", b"old"), ("small", b"new")]
