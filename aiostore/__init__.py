@@ -13,6 +13,7 @@ Every store is an async key-value store with concurrent batch operations;
 """
 
 from .abc import Store
+from .directory import DirectoryStore, NestedDirectoryStore, TempStore
 from .errors import BatchWriteError, ClosedStoreError, ReadOnlyError
 from .hierarchy import (
     ContainsArrayError,
@@ -41,6 +42,9 @@ __all__ = [
     "MappingStore",
     "as_store",
     "ZipStore",
+    "DirectoryStore",
+    "NestedDirectoryStore",
+    "TempStore",
     "init_array",
     "init_group",
     "contains_array",

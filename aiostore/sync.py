@@ -27,6 +27,7 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Mu
 from types import ModuleType, TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from . import directory as _directory
 from . import hierarchy as _hierarchy
 from . import memory as _memory
 from . import zip as _zip
@@ -44,6 +45,9 @@ __all__ = [
     "DictStore",
     "MappingStore",
     "ZipStore",
+    "DirectoryStore",
+    "NestedDirectoryStore",
+    "TempStore",
     "init_array",
     "init_group",
     "contains_array",
@@ -317,6 +321,46 @@ class ZipStore(SyncStore):
     """
 
     __init__ = _twin(_zip.ZipStore)
+
+
+class DirectoryStore(SyncStore):
+    """Sync twin of :class:`aiostore.DirectoryStore` (same parameters).
+
+    >>> import os, tempfile
+    >>> store = DirectoryStore(tempfile.mkdtemp())
+    >>> store["foo/bar"] = b"baz"
+    >>> os.listdir(os.path.join(store.path, "foo"))
+    ['bar']
+    """
+
+    __init__ = _twin(_directory.DirectoryStore)
+
+
+class NestedDirectoryStore(SyncStore):
+    """Sync twin of :class:`aiostore.NestedDirectoryStore` (same parameters).
+
+    >>> import tempfile
+    >>> store = NestedDirectoryStore(tempfile.mkdtemp())
+    >>> store._dimension_separator
+    '/'
+    """
+
+    __init__ = _twin(_directory.NestedDirectoryStore)
+
+
+class TempStore(SyncStore):
+    """Sync twin of :class:`aiostore.TempStore`: a directory store removed on close.
+
+    >>> import os
+    >>> with TempStore() as store:
+    ...     store["foo"] = b"bar"
+    ...     print(os.listdir(store.path))
+    ['foo']
+    >>> os.path.exists(store.path)
+    False
+    """
+
+    __init__ = _twin(_directory.TempStore)
 
 
 # -- sync twins of the hierarchy functions (aiostore.hierarchy) ------------------

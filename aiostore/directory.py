@@ -1,0 +1,625 @@
+"""DirectoryStore, NestedDirectoryStore and TempStore: one file per key.
+
+Each key is a file below the store's root and each ``/`` in a key a directory
+level, exactly as in zarr 2, so arrays written here are read by zarr 2 and 3
+(and vice versa).
+
+How the files are handled, and why:
+
+* **Atomic writes.** A value is written to a temporary file in the target's
+  directory, closed, then moved into place with :func:`os.replace`, so a reader
+  sees the old value or the new one, never a torn one -- also across threads,
+  processes, a full disk or an interrupted write. Temporary files are named
+  ``.aiostore-tmp-*``; key segments with that prefix are refused, so a temporary
+  file is never listed as a key. The thread-side code removes its temporary file
+  on *any* exception: a cancelled task cannot interrupt a running thread, but
+  the thread never leaves anything behind.
+* **Lean I/O.** Batches run raw ``os.open``/``os.read``/``os.close`` (``os.pread``
+  for byte ranges) in a few worker threads: a thread hop costs ten small reads,
+  and ``open()``'s file objects cost more than the read itself.
+* **Directories on demand.** A write opens its temporary file optimistically and
+  creates missing directories (and the root) only when that fails, so a batch
+  of writes into one directory makes it once and an existing one costs nothing.
+  Nothing is cached, so a directory removed by another process is simply made
+  again.
+* **Confinement.** Keys pass :mod:`aiostore.keys` (no ``.``/``..`` segments, no
+  NUL; leading slashes are dropped, so ``/etc/passwd`` is ``etc/passwd`` *below
+  the root*), so no file outside the root is ever created, read or removed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import functools
+import os
+import re
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ._threads import BlockingStore
+from .abc import Buffer, ByteRange
+from .errors import BatchWriteError
+from .keys import key_to_fs_path, normalize_path
+
+__all__ = ["DirectoryStore", "NestedDirectoryStore", "TempStore", "TEMP_PREFIX"]
+
+#: Name prefix of in-flight temporary files; key segments may not start with it.
+TEMP_PREFIX = ".aiostore-tmp-"
+#: errnos meaning "no value can be at this path".
+_MISSING = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG})
+# O_NONBLOCK: opening a FIFO someone left in the tree must not hang a worker thread.
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+_ARRAY_META_KEY = ".zarray"
+_CHUNK_INDEX = re.compile(r"^\d+$")
+# On POSIX a normalized key is already a relative file-system path.
+_SLASH_PATHS = os.sep == "/" and os.altsep is None
+
+
+def _below_value(key: str) -> KeyError:
+    # zarr 2 raises KeyError when a key would sit below another key's value.
+    return KeyError(f"cannot store {key!r}: a parent of it holds a value, not other keys")
+
+
+def _read_whole(fd: int) -> bytes | None:
+    """The contents of an open file, or None if it is not a regular file."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    size = st.st_size
+    data = os.read(fd, size)
+    if len(data) < size:  # a read returns at most ~2 GiB
+        parts = [data]
+        got = len(data)
+        while got < size:
+            part = os.read(fd, size - got)
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+        data = b"".join(parts)
+    return data
+
+
+def _read_range(fd: int, byte_range: ByteRange) -> bytes | None:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    start, stop = byte_range
+    size = st.st_size
+    if start < 0:
+        start = max(0, size + start)
+    end = size if stop is None else min(stop, size)
+    parts = []
+    while start < end:
+        part = os.pread(fd, end - start, start)
+        if not part:
+            break
+        parts.append(part)
+        start += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _write_all(fd: int, value: Buffer) -> None:
+    written = os.write(fd, value)
+    if written < len(value):
+        view = memoryview(value)
+        while written < len(view):
+            written += os.write(fd, view[written:])
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _remove(path: str) -> None:
+    """Remove a file, a symlink (never its target) or a whole directory tree."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+class DirectoryStore(BlockingStore):
+    """Store using directories and files on a standard file system.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Root directory of the store; made (with its parents) on the first write.
+        :attr:`path` holds it absolute.
+    normalize_keys : bool
+        Lower-case every key, for case-insensitive file systems.
+    dimension_separator : {".", "/"}, optional
+        Chunk key separator for zarr 2. With ``"/"``, :meth:`listdir` of an
+        array's directory lists its nested chunk files as ``"0/1"`` keys, as
+        zarr 2 does.
+    read_only : bool
+        Refuse writes and deletes.
+
+    Notes
+    -----
+    zarr 2's rules apply: writing a key where a directory is replaces the
+    directory, deleting a directory's name removes it, writing below a key that
+    holds a value raises :class:`KeyError`, :meth:`rmdir` of a plain key leaves
+    it alone. Safe to use from many threads and processes; files are open only
+    while read or written.
+
+    Examples
+    --------
+    >>> import anyio, tempfile, os
+    >>> root = tempfile.mkdtemp()
+    >>> async def main():
+    ...     store = DirectoryStore(os.path.join(root, "data.zarr"))
+    ...     await store.set_many({"a/0.0": b"xy", "a/0.1": b"z", ".zgroup": b"{}"})
+    ...     print(await store.listdir(), await store.listdir("a"), await store.getsize("a"))
+    ...     print(await store.get("a/0.0", byte_range=(1, None)))
+    >>> anyio.run(main)
+    ['.zgroup', 'a'] ['0.0', '0.1'] 3
+    b'y'
+    >>> sorted(os.listdir(os.path.join(root, "data.zarr", "a")))
+    ['0.0', '0.1']
+    >>> import shutil; shutil.rmtree(root)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        normalize_keys: bool = False,
+        dimension_separator: str | None = None,
+        *,
+        read_only: bool = False,
+    ) -> None:
+        super().__init__(
+            read_only=read_only, dimension_separator=dimension_separator, normalize_keys=normalize_keys
+        )
+        root = os.path.abspath(os.fspath(path))
+        if os.path.exists(root) and not os.path.isdir(root):
+            raise ValueError(f"path exists but is not a directory: {root!r}")
+        #: The store's root directory, absolute.
+        self.path = root
+        self._root_slash = os.path.join(root, "")
+
+    @property
+    def normalize_keys(self) -> bool:
+        """True if keys are lower-cased."""
+        return self._normalize_keys
+
+    # -- keys ------------------------------------------------------------------
+    def _key(self, key: object) -> str:
+        normalized = super()._key(key)
+        _refuse_temp_names(normalized, key)
+        return normalized
+
+    def _path(self, path: object) -> str:
+        normalized = super()._path(path)
+        _refuse_temp_names(normalized, path)
+        return normalized
+
+    def _fs_path(self, key: str) -> str:
+        """File-system path of a normalized key (or path; ``""`` is the root)."""
+        if not key:
+            return self.path
+        if _SLASH_PATHS:
+            # Same result as key_to_fs_path for a normalized key, without its cost
+            # (a tenth of a small read): every segment is already a plain name.
+            return self._root_slash + key
+        return key_to_fs_path(self.path, key)  # pragma: no cover - Windows
+
+    def dir_path(self, path: str | None = None) -> str:
+        """File-system path of the store path ``path`` (the root for None), as in zarr 2.
+
+        >>> DirectoryStore("/data/x.zarr").dir_path("a/b")
+        '/data/x.zarr/a/b'
+        """
+        return self._fs_path(self._path(path))
+
+    # -- reads -----------------------------------------------------------------
+    def _get_blocking(self, key: str, byte_range: ByteRange | None) -> bytes:
+        try:
+            fd = os.open(self._fs_path(key), _READ_FLAGS)
+        except OSError as exc:
+            if exc.errno in _MISSING:
+                raise KeyError(key) from None
+            raise
+        try:
+            data = _read_whole(fd) if byte_range is None else _read_range(fd, byte_range)
+        finally:
+            os.close(fd)
+        if data is None:
+            raise KeyError(key)
+        return data
+
+    def _get_batch(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        fs_path, open_, close, missing = self._fs_path, os.open, os.close, _MISSING
+        for key in keys:
+            try:
+                fd = open_(fs_path(key), _READ_FLAGS)
+            except OSError as exc:
+                if exc.errno in missing:
+                    continue
+                raise
+            try:
+                data = _read_whole(fd)
+            finally:
+                close(fd)
+            if data is not None:
+                found[key] = data
+        return found
+
+    def _contains_blocking(self, key: str) -> bool:
+        try:
+            return stat.S_ISREG(os.stat(self._fs_path(key)).st_mode)
+        except OSError as exc:
+            if exc.errno in _MISSING:
+                return False
+            raise
+
+    # -- writes ----------------------------------------------------------------
+    def _write(self, key: str, value: Buffer, token: str) -> None:
+        """Write one value atomically: temp file in the same directory, then replace."""
+        path = self._fs_path(key)
+        dir_path = os.path.dirname(path)
+        temp = os.path.join(dir_path, TEMP_PREFIX + token)
+        try:
+            fd = os.open(temp, _WRITE_FLAGS, 0o666)
+        except FileNotFoundError:
+            try:
+                os.makedirs(dir_path, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise _below_value(key) from None
+            fd = os.open(temp, _WRITE_FLAGS, 0o666)
+        except NotADirectoryError:
+            raise _below_value(key) from None
+        try:
+            try:
+                _write_all(fd, value)
+            finally:
+                os.close(fd)
+            try:
+                os.replace(temp, path)
+            except OSError as exc:
+                if exc.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                if not os.path.isdir(path) or os.path.islink(path):
+                    raise
+                shutil.rmtree(path)  # zarr 2: a value replaces a directory at its key
+                os.replace(temp, path)
+        except BaseException:
+            # Any failure, KeyboardInterrupt included: the key keeps its old value.
+            _unlink_quietly(temp)
+            raise
+
+    def _set_blocking(self, key: str, value: Buffer) -> None:
+        self._write(key, value, os.urandom(8).hex())
+
+    def _set_batch(self, items: Sequence[tuple[str, Buffer]]) -> None:
+        failed: dict[str, BaseException] = {}
+        batch = os.urandom(6).hex()  # unique per batch; the index makes it per key
+        for index, (key, value) in enumerate(items):
+            try:
+                self._write(key, value, f"{batch}-{index}")
+            except Exception as exc:
+                failed[key] = exc
+        if failed:
+            raise BatchWriteError(failed)
+
+    def _delete_blocking(self, key: str) -> None:
+        path = self._fs_path(key)
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
+                raise KeyError(key) from None
+            if not (os.path.isdir(path) and not os.path.islink(path)):
+                raise
+            shutil.rmtree(path)  # zarr 2: deleting a directory's name removes it
+
+    def _delete_batch(self, keys: Sequence[str]) -> None:
+        failed: dict[str, BaseException] = {}
+        for key in keys:
+            try:
+                self._delete_blocking(key)
+            except KeyError:
+                pass
+            except Exception as exc:
+                failed[key] = exc
+        if failed:
+            raise BatchWriteError(failed)
+
+    # -- listing ---------------------------------------------------------------
+    def _list_blocking(self, prefix: str) -> Iterator[str]:
+        dir_part, _, start = prefix.rpartition("/")
+        if dir_part and not _is_plain_path(dir_part):
+            return iter(())  # no key can start with "../", "a//" or a temp name
+        return self._walk(self._fs_path(dir_part), f"{dir_part}/" if dir_part else "", start)
+
+    def _walk(self, top: str, key_prefix: str, start: str) -> Iterator[str]:
+        """Keys below ``top`` (whose names start with ``start`` at the first level).
+
+        Depth first with an explicit stack; symlinked directories are not
+        descended (no loops), as zarr 2's ``os.walk`` does.
+        """
+        stack = [(top, key_prefix, start)]
+        while stack:
+            dir_path, prefix, first = stack.pop()
+            subdirs = []
+            try:
+                entries = os.scandir(dir_path)
+            except OSError as exc:
+                if exc.errno in _MISSING:
+                    continue
+                raise
+            with entries:
+                for entry in entries:
+                    name = entry.name
+                    if not name.startswith(first) or name.startswith(TEMP_PREFIX):
+                        continue
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            subdirs.append((entry.path, f"{prefix}{name}/", ""))
+                        elif entry.is_file():
+                            yield prefix + name
+                    except OSError:
+                        continue  # removed while listed
+            stack.extend(reversed(subdirs))
+
+    def _listdir_blocking(self, path: str) -> list[str]:
+        dir_path = self._fs_path(path)
+        try:
+            with os.scandir(dir_path) as entries:
+                names = [e.name for e in entries if not e.name.startswith(TEMP_PREFIX)]
+        except OSError as exc:
+            if exc.errno in _MISSING:
+                return []
+            raise
+        if self._dimension_separator == "/" and _ARRAY_META_KEY in names:
+            # zarr 2: an array's nested chunk directories are listed as chunk keys.
+            nested: list[str] = []
+            for name in names:
+                child = os.path.join(dir_path, name)
+                if _CHUNK_INDEX.match(name) and os.path.isdir(child):
+                    nested.extend(self._walk(child, f"{name}/", ""))
+                else:
+                    nested.append(name)
+            names = nested
+        return sorted(names)
+
+    async def _listdir(self, path: str) -> list[str]:
+        return await self._run(self._listdir_blocking, path)
+
+    # -- hierarchy -------------------------------------------------------------
+    def _rmdir_blocking(self, path: str) -> None:
+        target = self._fs_path(path)
+        if os.path.islink(target):
+            if os.path.isdir(target):
+                os.unlink(target)  # the link only: its target may be outside the root
+        elif os.path.isdir(target):
+            shutil.rmtree(target)
+
+    async def _rmdir(self, path: str) -> None:
+        await self._run(self._rmdir_blocking, path)
+
+    def _rename_blocking(self, src: str, dst: str) -> None:
+        src_path, dst_path = self._fs_path(src), self._fs_path(dst)
+        if not os.path.lexists(src_path):
+            raise KeyError(src)
+        if os.path.lexists(dst_path):
+            raise FileExistsError(f"cannot rename {src!r} to {dst!r}: {dst!r} exists")
+        try:
+            os.makedirs(os.path.dirname(dst_path), exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise _below_value(dst) from None
+        os.rename(src_path, dst_path)
+        # Drop directories the move left empty (as os.renames does), never the root.
+        parent = os.path.dirname(src_path)
+        while parent != self.path and parent.startswith(self._root_slash):
+            try:
+                os.rmdir(parent)
+            except OSError:
+                break
+            parent = os.path.dirname(parent)
+
+    async def _rename(self, src: str, dst: str) -> None:
+        await self._run(self._rename_blocking, src, dst)
+
+    def _getsize_blocking(self, path: str) -> int:
+        target = self._fs_path(path)
+        try:
+            st = os.stat(target)
+        except OSError as exc:
+            if exc.errno in _MISSING:
+                return 0
+            raise
+        if stat.S_ISREG(st.st_mode):
+            return st.st_size
+        if not stat.S_ISDIR(st.st_mode):
+            return 0
+        size = 0
+        with os.scandir(target) as entries:
+            for entry in entries:
+                if not entry.name.startswith(TEMP_PREFIX) and entry.is_file():
+                    size += entry.stat().st_size
+        return size
+
+    async def _getsize(self, path: str) -> int:
+        return await self._run(self._getsize_blocking, path)
+
+    def _clear_blocking(self) -> None:
+        # Empty the root but keep it: it may be a mount point or a symlink.
+        try:
+            entries = list(os.scandir(self.path))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            try:
+                _remove(entry.path)
+            except FileNotFoundError:
+                pass
+
+    async def _clear(self) -> None:
+        await self._run(self._clear_blocking)
+
+    # -- identity and pickling ---------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DirectoryStore) and self.path == other.path
+
+    def __hash__(self) -> int:
+        return hash((DirectoryStore, self.path))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "normalize_keys": self._normalize_keys,
+            "dimension_separator": self._dimension_separator,
+            "read_only": self._read_only,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        DirectoryStore.__init__(
+            self,
+            state["path"],
+            state["normalize_keys"],
+            state["dimension_separator"],
+            read_only=state["read_only"],
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r})"
+
+
+def _refuse_temp_names(normalized: str, original: object) -> None:
+    if TEMP_PREFIX in normalized and any(s.startswith(TEMP_PREFIX) for s in normalized.split("/")):
+        raise ValueError(
+            f"invalid key {original!r}: names starting with {TEMP_PREFIX!r} are reserved "
+            "for the temporary files of atomic writes"
+        )
+
+
+def _is_plain_path(path: str) -> bool:
+    """True if ``path`` is a normalized path that a key could start with."""
+    try:
+        if normalize_path(path) != path:
+            return False
+        _refuse_temp_names(path, path)
+    except ValueError:
+        return False
+    return True
+
+
+class NestedDirectoryStore(DirectoryStore):
+    """A :class:`DirectoryStore` whose chunk keys nest: ``"/"`` separates chunk indices.
+
+    zarr 2 writes chunk ``(1, 0)`` as ``"1/0"``, so each chunk dimension becomes a
+    directory level and no directory holds too many files.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    normalize_keys : bool
+    dimension_separator : {"/"}, optional
+        Only ``"/"`` (or None, meaning ``"/"``) is accepted.
+    read_only : bool
+
+    Examples
+    --------
+    >>> NestedDirectoryStore("data/array.zarr").dimension_separator
+    '/'
+    >>> NestedDirectoryStore("data/array.zarr", dimension_separator=".")
+    Traceback (most recent call last):
+    ...
+    ValueError: NestedDirectoryStore only supports '/' as dimension_separator, not '.'
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        normalize_keys: bool = False,
+        dimension_separator: str | None = "/",
+        *,
+        read_only: bool = False,
+    ) -> None:
+        if dimension_separator is None:
+            dimension_separator = "/"
+        elif dimension_separator != "/":
+            raise ValueError(
+                f"NestedDirectoryStore only supports '/' as dimension_separator, not {dimension_separator!r}"
+            )
+        super().__init__(path, normalize_keys, dimension_separator, read_only=read_only)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        NestedDirectoryStore.__init__(
+            self, state["path"], state["normalize_keys"], read_only=state["read_only"]
+        )
+
+
+def _remove_tree(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class TempStore(DirectoryStore):
+    """A :class:`DirectoryStore` in a fresh temporary directory.
+
+    The directory is removed when the store is closed, and at interpreter exit
+    if it is still there. A pickled copy (for another process, say) refers to
+    the same directory and never removes it; once a store has been pickled, its
+    own :meth:`aclose` leaves the directory to interpreter exit, since a copy may
+    still be using it.
+
+    Parameters
+    ----------
+    suffix, prefix, dir : str, optional
+        As for :func:`tempfile.mkdtemp`.
+    normalize_keys : bool
+    dimension_separator : {".", "/"}, optional
+
+    Examples
+    --------
+    >>> import anyio, os
+    >>> async def main():
+    ...     async with TempStore() as store:
+    ...         await store.set("foo/bar", b"baz")
+    ...         print(os.listdir(os.path.join(store.path, "foo")))
+    ...     return os.path.exists(store.path)
+    >>> anyio.run(main)
+    ['bar']
+    False
+    """
+
+    def __init__(
+        self,
+        suffix: str = "",
+        prefix: str = "zarr",
+        dir: str | os.PathLike[str] | None = None,
+        normalize_keys: bool = False,
+        dimension_separator: str | None = None,
+    ) -> None:
+        path = tempfile.mkdtemp(suffix=suffix, prefix=prefix, dir=dir)
+        super().__init__(path, normalize_keys, dimension_separator)
+        self._owner = True
+        self._shared = False
+        # The exit hook holds only the path, so it does not keep the store alive.
+        self._remove_at_exit = functools.partial(_remove_tree, path)
+        atexit.register(self._remove_at_exit)
+
+    async def _close(self) -> None:
+        if self._owner and not self._shared:
+            await self._run(_remove_tree, self.path)
+            atexit.unregister(self._remove_at_exit)
+
+    def __getstate__(self) -> dict[str, Any]:
+        self._shared = True
+        return super().__getstate__()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        DirectoryStore.__setstate__(self, state)
+        self._owner = False
+        self._shared = True
