@@ -1,0 +1,151 @@
+"""Fixtures for the zarr 3 suite: the backends, and pytest-asyncio for this folder only.
+
+zarr 3's ``zarr.testing.store.StoreTests`` is written for pytest-asyncio's auto
+mode (bare ``async def`` tests). The core suite uses anyio's plugin instead, so
+auto mode is not switched on globally: the hook below marks the coroutine tests
+collected *from this folder* with ``pytest.mark.asyncio`` (what auto mode
+would do), and async fixtures here are ``pytest_asyncio.fixture``. Nothing in
+this folder uses anyio's marker, so the two plugins never claim the same test.
+
+Every backend is a parameter. A backend whose module or class has not landed
+in aiostore yet is skipped and says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import pathlib
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
+
+import pytest
+
+import aiostore
+from aiostore.abc import Store
+from aiostore.sync import run_sync
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_pycollect_makeitem(collector: Any, name: str, obj: object) -> Generator[None, Any, None]:
+    # trylast makes this the innermost wrapper: its code after ``yield`` runs
+    # before pytest-asyncio's, which turns asyncio-marked coroutine tests into
+    # asyncio test items.
+    outcome = yield
+    result = outcome.get_result()
+    items = result if isinstance(result, list) else [result]
+    for item in items:
+        if (
+            isinstance(item, pytest.Function)
+            and inspect.iscoroutinefunction(item.obj)
+            and item.get_closest_marker("asyncio") is None
+        ):
+            item.add_marker(pytest.mark.asyncio)
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """How to make (and reopen) one aiostore backend for the zarr 3 tests."""
+
+    name: str
+    module: str
+    cls_name: str
+    make: Callable[[Any, pathlib.Path], Store]
+    #: Keeps its data in a file or folder: reopening means close, then open anew.
+    persistent: bool = False
+    why_missing: str = ""
+
+    def store_class(self) -> Any:
+        if self.why_missing:
+            pytest.skip(self.why_missing)
+        try:
+            module = importlib.import_module(self.module)
+        except ModuleNotFoundError:
+            pytest.skip(f"{self.module} has not landed yet ({self.cls_name} does not exist)")
+        cls = getattr(module, self.cls_name, None)
+        if cls is None:
+            pytest.skip(f"{self.module}.{self.cls_name} does not exist yet")
+        return cls
+
+
+def _cache_over_memory(cls: Any, tmp: pathlib.Path) -> Store:
+    return cls(aiostore.MemoryStore(), max_size=2**20)  # type: ignore[no-any-return]
+
+
+BACKENDS = [
+    Backend("memory", "aiostore.memory", "MemoryStore", lambda cls, tmp: cls()),
+    Backend("mapping", "aiostore.mapping", "MappingStore", lambda cls, tmp: cls({})),
+    Backend(
+        "directory", "aiostore.directory", "DirectoryStore", lambda c, t: c(str(t / "data")), persistent=True
+    ),
+    Backend(
+        "nested",
+        "aiostore.directory",
+        "NestedDirectoryStore",
+        lambda c, t: c(str(t / "data")),
+        persistent=True,
+    ),
+    Backend("temp", "aiostore.directory", "TempStore", lambda c, t: c(dir=str(t))),
+    Backend("zip", "aiostore.zip", "ZipStore", lambda c, t: c(str(t / "data.zip")), persistent=True),
+    Backend("dbm", "aiostore.dbm", "DBMStore", lambda c, t: c(str(t / "data.db")), persistent=True),
+    Backend("lmdb", "aiostore.lmdb", "LMDBStore", lambda c, t: c(str(t / "data.mdb")), persistent=True),
+    Backend("cache", "aiostore.cache", "LRUStoreCache", _cache_over_memory),
+    Backend(
+        "objectstore",
+        "aiostore.objectstore",
+        "ObjectStore",
+        lambda c, t: c(),
+        why_missing="aiostore has no ObjectStore yet (no issue covers it)",
+    ),
+]
+BACKEND_NAMES = [b.name for b in BACKENDS]
+
+
+def backend_by_name(name: str) -> Backend:
+    return next(b for b in BACKENDS if b.name == name)
+
+
+class BackendFactory:
+    """Makes stores of one backend at one place, and closes them at the end."""
+
+    def __init__(self, spec: Backend, tmp_path: pathlib.Path) -> None:
+        self.spec = spec
+        self.cls = spec.store_class()
+        self.tmp_path = tmp_path
+        self.made: list[Store] = []
+
+    def __call__(self) -> Store:
+        store = self.spec.make(self.cls, self.tmp_path)
+        self.made.append(store)
+        return store
+
+    def reopen(self, store: Store) -> Store:
+        """The same data, seen through a fresh store (after closing ``store``, if
+        the backend keeps its data in files)."""
+        if not self.spec.persistent:
+            return store
+        run_sync(store, store.aclose())
+        return self()
+
+    def close_all(self) -> None:
+        for store in self.made:
+            if not store.closed:
+                run_sync(store, store.aclose())
+
+
+@pytest.fixture(params=BACKEND_NAMES)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_backend(backend_name: str, tmp_path: pathlib.Path) -> Iterator[BackendFactory]:
+    factory = BackendFactory(backend_by_name(backend_name), tmp_path)
+    yield factory
+    factory.close_all()
+
+
+@pytest.fixture
+def backend(make_backend: BackendFactory) -> Store:
+    return make_backend()
