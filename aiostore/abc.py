@@ -468,8 +468,16 @@ class Store(abc.ABC):
             raise ValueError(f"invalid prefix {prefix!r}: NUL characters are not allowed")
         if self._normalize_keys:
             prefix = prefix.lower()
-        async for key in self._list(prefix.lstrip("/")):
-            yield key
+        keys = self._list(prefix.lstrip("/"))
+        try:
+            async for key in keys:
+                yield key
+        finally:
+            # A caller that stops early closes this generator; close the backend's
+            # listing now too (it may hold a directory handle or a transaction).
+            aclose = getattr(keys, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
 
 def child_name(prefix: str, key: str) -> str:

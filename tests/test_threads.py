@@ -1,0 +1,414 @@
+"""The thread layer: batch splitting, one thread hop per part, shared limiters,
+get-coalescing, and cancellation (asyncio and trio)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import pytest
+
+from aiostore import BatchWriteError
+from aiostore import _threads as threads
+from aiostore._threads import BlockingStore, GetCoalescer, offload_batch, split_batch
+from aiostore.abc import Buffer, ByteRange, slice_byte_range
+
+pytestmark = pytest.mark.anyio
+
+
+class RecordingStore(BlockingStore):
+    """A blocking dict backend that records every blocking call and the thread it ran in."""
+
+    def __init__(self, data: dict[str, bytes] | None = None, *, gate: threading.Event | None = None) -> None:
+        super().__init__()
+        self.data: dict[str, bytes] = {} if data is None else data
+        self.calls: list[tuple[str, int, int]] = []  # (method, number of keys, thread id)
+        self.gate = gate  # when set, every batch waits for it (to hold work in a thread)
+        self.entered = threading.Semaphore(0)
+        self.lock = threading.Lock()
+        self.list_yielded = 0
+        self.list_closed = False
+
+    def _record(self, method: str, n: int) -> None:
+        with self.lock:
+            self.calls.append((method, n, threading.get_ident()))
+        if self.gate is not None:
+            self.entered.release()
+            assert self.gate.wait(10), "test gate never opened"
+
+    def count(self, method: str) -> int:
+        return sum(1 for m, _, _ in self.calls if m == method)
+
+    def _get_blocking(self, key: str, byte_range: ByteRange | None) -> bytes:
+        self._record("get", 1)
+        return slice_byte_range(self.data[key], byte_range)
+
+    def _get_batch(self, keys: Sequence[str]) -> dict[str, bytes]:
+        self._record("get_batch", len(keys))
+        if any("bad" in k for k in keys):
+            raise OSError(5, "Input/output error", [k for k in keys if "bad" in k])
+        return {k: self.data[k] for k in keys if k in self.data}
+
+    def _set_blocking(self, key: str, value: Buffer) -> None:
+        self._record("set", 1)
+        self.data[key] = bytes(value)
+
+    def _set_batch(self, items: Sequence[tuple[str, Buffer]]) -> None:
+        self._record("set_batch", len(items))
+        for key, value in items:
+            self.data[key] = bytes(value)
+
+    def _delete_blocking(self, key: str) -> None:
+        self._record("delete", 1)
+        del self.data[key]
+
+    def _delete_batch(self, keys: Sequence[str]) -> None:
+        self._record("delete_batch", len(keys))
+        for key in keys:
+            self.data.pop(key, None)
+
+    def _contains_blocking(self, key: str) -> bool:
+        return key in self.data
+
+    def _list_blocking(self, prefix: str) -> Iterator[str]:
+        try:
+            for key in sorted(self.data):
+                if key.startswith(prefix):
+                    self.list_yielded += 1
+                    yield key
+        finally:
+            self.list_closed = True
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` (callers bound the wait with ``fail_after``)."""
+    while not condition():  # noqa: ASYNC110 - a limiter has no event to wait on
+        await anyio.sleep(0.001)
+
+
+@pytest.fixture
+def disk_threads(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Pin the disk thread limit so the number of parts is known."""
+    monkeypatch.setitem(threads._THREAD_LIMITS, "disk", 4)
+    return 4
+
+
+@pytest.fixture
+def hops(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count every anyio.to_thread.run_sync call (one per thread hop)."""
+    calls: list[int] = []
+    original = anyio.to_thread.run_sync
+
+    async def counting(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(args[0]) if args and isinstance(args[0], Sequence) else 1)
+        return await original(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    return calls
+
+
+# -- split_batch ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "parts", "sizes"),
+    [
+        (100, 4, [25, 25, 25, 25]),
+        (101, 4, [26, 25, 25, 25]),
+        (40, 4, [20, 20]),  # parts of at least MIN_KEYS_PER_PART (16)
+        (20, 4, [20]),
+        (1, 8, [1]),
+        (1000, 1, [1000]),
+    ],
+)
+def test_split_batch_sizes(n: int, parts: int, sizes: list[int]) -> None:
+    items = list(range(n))
+    split = split_batch(items, parts)
+    assert [len(p) for p in split] == sizes
+    assert [x for p in split for x in p] == items  # contiguous, order kept, nothing lost
+
+
+def test_split_batch_of_nothing() -> None:
+    assert [list(p) for p in split_batch([], 4)] == [[]]
+
+
+# -- offload_batch ---------------------------------------------------------------------
+
+
+async def test_offload_batch_one_hop_per_part(disk_threads: int, hops: list[int]) -> None:
+    main = threading.get_ident()
+    seen: list[tuple[int, int]] = []
+
+    def work(part: Sequence[int]) -> list[int]:
+        seen.append((len(part), threading.get_ident()))
+        return [x * 2 for x in part]
+
+    results = await offload_batch("disk", work, list(range(100)))
+    assert sorted(hops) == [25, 25, 25, 25]
+    assert sorted(n for n, _ in seen) == [25, 25, 25, 25]
+    assert all(ident != main for _, ident in seen)
+    assert [x for _, r in results for x in r] == [x * 2 for x in range(100)]  # type: ignore[union-attr]
+
+    hops.clear()
+    await offload_batch("disk", work, list(range(100)), split=False)
+    assert hops == [100]
+
+
+async def test_offload_batch_reports_each_parts_failure(disk_threads: int) -> None:
+    def work(part: Sequence[int]) -> int:
+        if 30 in part:
+            raise OSError("part with 30 failed")
+        return len(part)
+
+    results = await offload_batch("disk", work, list(range(100)))
+    outcomes = [(part[0], r if isinstance(r, int) else type(r).__name__) for part, r in results]
+    assert outcomes == [(0, 25), (25, "OSError"), (50, 25), (75, 25)]
+
+
+async def test_store_batches_hop_once_per_part(disk_threads: int, hops: list[int]) -> None:
+    store = RecordingStore()
+    items = {f"k{i:03d}": bytes([i]) for i in range(100)}
+    await store.set_many(items)
+    assert sorted(hops) == [25, 25, 25, 25]
+    assert sorted(n for m, n, _ in store.calls) == [25, 25, 25, 25]
+    hops.clear()
+    assert await store.get_many([*items, "missing"]) == items
+    assert len(hops) == 4 and store.count("get_batch") == 4 and store.count("get") == 0
+    hops.clear()
+    await store.delete_many(list(items)[:50])
+    assert sorted(hops) == [16, 17, 17]  # 50 keys: at most 50 // MIN_KEYS_PER_PART parts
+    assert sorted(store.data) == sorted(items)[50:]
+    main = threading.get_ident()
+    assert all(ident != main for _, _, ident in store.calls)
+
+
+async def test_failed_part_becomes_batch_write_error(disk_threads: int) -> None:
+    class HalfBroken(RecordingStore):
+        def _set_batch(self, items: Sequence[tuple[str, Buffer]]) -> None:
+            if any(k == "k030" for k, _ in items):
+                raise OSError(28, "No space left on device")  # fails before writing anything
+            super()._set_batch(items)
+
+    store = HalfBroken()
+    with pytest.raises(BatchWriteError) as info:
+        await store.set_many({f"k{i:03d}": b"x" for i in range(100)})
+    assert sorted(info.value.failed) == [f"k{i:03d}" for i in range(25, 50)]
+    assert sorted(store.data) == [f"k{i:03d}" for i in range(100) if not 25 <= i < 50]
+
+
+async def test_limiter_is_shared_by_every_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(threads._THREAD_LIMITS, "disk", 2)
+    gate = threading.Event()
+    stores = [RecordingStore({"a": b"1"}, gate=gate), RecordingStore({"a": b"1"}, gate=gate)]
+    limiter = threads._limiter("disk")
+    assert limiter is threads._limiter("disk") and limiter.total_tokens == 2
+    results: list[dict[str, bytes]] = []
+
+    async def read(store: RecordingStore) -> None:
+        results.append(await store.get_many(["a"]))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for i in range(6):
+                tg.start_soon(read, stores[i % 2])
+            # Wait until two batches are in threads and the other four queue on the limiter.
+            await wait_until(lambda: limiter.statistics().tasks_waiting == 4)
+            assert limiter.borrowed_tokens == 2
+            assert sum(s.count("get_batch") for s in stores) == 2
+            gate.set()
+    assert results == [{"a": b"1"}] * 6
+
+
+def test_set_thread_limit() -> None:
+    before = threads.thread_limit("disk")
+    try:
+        threads.set_thread_limit("disk", 3)
+        assert threads.thread_limit("disk") == 3
+        with pytest.raises(ValueError):
+            threads.set_thread_limit("disk", 0)
+    finally:
+        threads.set_thread_limit("disk", before)
+
+
+# -- get-coalescing ----------------------------------------------------------------------
+
+
+async def test_concurrent_gets_are_coalesced(hops: list[int]) -> None:
+    store = RecordingStore({f"k{i}": str(i).encode() for i in range(50)})
+    results: dict[str, bytes | str] = {}
+
+    async def get(key: str) -> None:
+        try:
+            results[key] = await store.get(key)
+        except KeyError:
+            results[key] = "KeyError"
+
+    async with anyio.create_task_group() as tg:
+        for i in range(50):
+            tg.start_soon(get, f"k{i}")
+        tg.start_soon(get, "missing")
+    assert results == {f"k{i}": str(i).encode() for i in range(50)} | {"missing": "KeyError"}
+    # 51 gets reached the backend as a handful of batches, not 51 single reads.
+    assert store.count("get") == 0
+    assert 1 <= store.count("get_batch") <= 3
+    assert len(hops) <= 3
+
+
+async def test_a_lone_get_and_byte_ranges_still_work() -> None:
+    store = RecordingStore({"a": b"abcdef"})
+    assert await store.get("a") == b"abcdef"
+    assert await store.get("a", byte_range=(-2, None)) == b"ef"
+    with pytest.raises(KeyError):
+        await store.get("b")
+
+
+async def test_one_bad_key_does_not_fail_its_neighbours() -> None:
+    store = RecordingStore({f"k{i}": b"v" for i in range(10)} | {"bad": b"x"})
+    outcomes: dict[str, object] = {}
+
+    async def get(key: str) -> None:
+        try:
+            outcomes[key] = await store.get(key)
+        except Exception as exc:
+            outcomes[key] = type(exc)
+
+    async with anyio.create_task_group() as tg:
+        for key in ["k0", "bad", *[f"k{i}" for i in range(1, 10)]]:
+            tg.start_soon(get, key)
+    assert outcomes.pop("bad") is OSError
+    assert outcomes == {f"k{i}": b"v" for i in range(10)}
+
+
+async def test_coalescer_dispatches_missing_and_errors() -> None:
+    batches: list[list[str]] = []
+
+    async def fetch(keys: list[str]) -> dict[str, bytes]:
+        batches.append(keys)
+        if "boom" in keys:
+            raise RuntimeError("boom")
+        return {k: k.encode() for k in keys if k != "gone"}
+
+    coalescer = GetCoalescer(fetch)
+    got: dict[str, object] = {}
+
+    async def get(key: str) -> None:
+        try:
+            got[key] = await coalescer.get(key)
+        except Exception as exc:
+            got[key] = type(exc)
+
+    async with anyio.create_task_group() as tg:
+        for key in ["a", "gone", "boom", "b", "a"]:
+            tg.start_soon(get, key)
+    assert got == {"a": b"a", "gone": KeyError, "boom": RuntimeError, "b": b"b"}
+    assert sorted(batches[0]) == ["a", "b", "boom", "gone"]  # one batch, each key once
+    assert sorted(map(tuple, batches[1:])) == [("a",), ("b",), ("boom",), ("gone",)]  # then one by one
+
+
+async def test_cancelling_the_leader_leaves_no_waiter_hanging() -> None:
+    gate = threading.Event()
+    store = RecordingStore({"a": b"1", "b": b"2", "c": b"3"}, gate=gate)
+    leader_scope = anyio.CancelScope()
+    results: dict[str, bytes] = {}
+
+    async def leader() -> None:
+        with leader_scope:
+            results["a"] = await store.get("a")
+
+    async def waiter(key: str) -> None:
+        results[key] = await store.get(key)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(leader)
+            tg.start_soon(waiter, "b")
+            tg.start_soon(waiter, "c")
+            await anyio.to_thread.run_sync(store.entered.acquire)  # the batch is in a thread
+            leader_scope.cancel()
+            await anyio.lowlevel.checkpoint()
+            gate.set()
+    assert results["b"] == b"2" and results["c"] == b"3"
+    assert store.count("get_batch") == 1
+    gate.clear()
+    store.gate = None
+    assert await store.get("a") == b"1"  # the coalescer is not stuck
+
+
+async def test_cancelling_a_waiter_leaves_the_others_served() -> None:
+    gate = threading.Event()
+    store = RecordingStore({"a": b"1", "b": b"2", "c": b"3"}, gate=gate)
+    waiter_scope = anyio.CancelScope()
+    results: dict[str, bytes] = {}
+
+    async def get(key: str) -> None:
+        results[key] = await store.get(key)
+
+    async def cancelled_get(key: str) -> None:
+        with waiter_scope:
+            results[key] = await store.get(key)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(get, "a")
+            tg.start_soon(cancelled_get, "b")
+            tg.start_soon(get, "c")
+            await anyio.to_thread.run_sync(store.entered.acquire)
+            waiter_scope.cancel()
+            await anyio.lowlevel.checkpoint()
+            gate.set()
+    assert results == {"a": b"1", "c": b"3"}
+    store.gate = None
+    assert await store.get("b") == b"2"
+
+
+async def test_cancelled_batch_write_leaves_every_key_old_or_new(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(threads._THREAD_LIMITS, "disk", 2)
+    gate = threading.Event()
+    old = {f"k{i:03d}": b"old" for i in range(64)}
+    store = RecordingStore(dict(old), gate=gate)
+    limiter = threads._limiter("disk")
+    scope = anyio.CancelScope()
+
+    async def write() -> None:
+        with scope:
+            await store.set_many({k: b"new" for k in old})  # two parts of 32 keys
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.get_many, ["k000"])  # holds one of the two threads
+            await anyio.to_thread.run_sync(store.entered.acquire)
+            tg.start_soon(write)
+            await anyio.to_thread.run_sync(store.entered.acquire)  # one part runs ...
+            await wait_until(lambda: limiter.statistics().tasks_waiting == 1)  # ... and one queues
+            scope.cancel()
+            await anyio.lowlevel.checkpoint()
+            gate.set()
+    # The running part finished (a thread is never abandoned half-way); the queued
+    # part never started. No key is torn or lost.
+    assert store.count("set_batch") == 1
+    new = sorted(k for k, v in store.data.items() if v == b"new")
+    assert len(new) == 32 and sorted(store.data) == sorted(old)
+    assert set(store.data.values()) == {b"old", b"new"}
+
+
+async def test_list_is_paged_through_threads_and_closed_early(hops: list[int]) -> None:
+    store = RecordingStore({f"k{i:05d}": b"" for i in range(2500)})
+    store._list_page_size = 100  # type: ignore[misc]
+    seen: list[str] = []
+    agen = store.list("k")
+    async for key in agen:
+        seen.append(key)
+        if len(seen) == 150:
+            break
+    await agen.aclose()  # type: ignore[attr-defined]
+    assert seen == [f"k{i:05d}" for i in range(150)]
+    assert store.list_yielded == 200  # two pages were read, not all 2500 keys
+    assert store.list_closed
+    assert len(hops) == 2
+    hops.clear()
+    assert len([k async for k in store.list("k01")]) == 1000
+    assert len(hops) == 11  # 10 full pages and the short last one
