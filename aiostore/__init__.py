@@ -13,6 +13,7 @@ Every store is an async key-value store with concurrent batch operations;
 """
 
 from .abc import Store
+from .cache import LRUStoreCache
 from .directory import DirectoryStore, NestedDirectoryStore, TempStore
 from .errors import BatchWriteError, ClosedStoreError, ReadOnlyError
 from .hierarchy import (
@@ -45,6 +46,7 @@ __all__ = [
     "DirectoryStore",
     "NestedDirectoryStore",
     "TempStore",
+    "LRUStoreCache",
     "init_array",
     "init_group",
     "contains_array",

@@ -27,6 +27,7 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Mu
 from types import ModuleType, TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from . import cache as _cache
 from . import directory as _directory
 from . import hierarchy as _hierarchy
 from . import memory as _memory
@@ -48,6 +49,7 @@ __all__ = [
     "DirectoryStore",
     "NestedDirectoryStore",
     "TempStore",
+    "LRUStoreCache",
     "init_array",
     "init_group",
     "contains_array",
@@ -361,6 +363,23 @@ class TempStore(SyncStore):
     """
 
     __init__ = _twin(_directory.TempStore)
+
+
+class LRUStoreCache(SyncStore):
+    """Sync twin of :class:`aiostore.LRUStoreCache`: zarr 2's ``LRUStoreCache``.
+
+    Takes any store or ``MutableMapping``. Over a blocking or in-memory store it
+    runs inline in the caller's thread; ``hits``, ``misses``, ``invalidate()``,
+    ``invalidate_values()``, ``invalidate_keys()`` and ``prefetch(keys)`` are the
+    wrapped cache's.
+
+    >>> cache = LRUStoreCache(dict(), max_size=2**20)
+    >>> cache["a"] = b"1"
+    >>> cache["a"], cache.hits, cache.misses
+    (b'1', 1, 0)
+    """
+
+    __init__ = _twin(_cache.LRUStoreCache)
 
 
 # -- sync twins of the hierarchy functions (aiostore.hierarchy) ------------------
