@@ -14,6 +14,7 @@ Every store is an async key-value store with concurrent batch operations;
 
 from .abc import Store
 from .cache import LRUStoreCache
+from .dbm import DBMStore
 from .directory import DirectoryStore, NestedDirectoryStore, TempStore
 from .errors import BatchWriteError, ClosedStoreError, ReadOnlyError
 from .hierarchy import (
@@ -29,6 +30,7 @@ from .hierarchy import (
     rename,
     rmdir,
 )
+from .lmdb import LMDBStore
 from .mapping import MappingStore, as_store
 from .memory import DictStore, MemoryStore
 from .zip import ZipStore
@@ -43,6 +45,8 @@ __all__ = [
     "MappingStore",
     "as_store",
     "ZipStore",
+    "DBMStore",
+    "LMDBStore",
     "DirectoryStore",
     "NestedDirectoryStore",
     "TempStore",

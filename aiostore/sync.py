@@ -28,8 +28,10 @@ from types import ModuleType, TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from . import cache as _cache
+from . import dbm as _dbm
 from . import directory as _directory
 from . import hierarchy as _hierarchy
+from . import lmdb as _lmdb
 from . import memory as _memory
 from . import zip as _zip
 from ._portal import run_on_portal
@@ -46,6 +48,8 @@ __all__ = [
     "DictStore",
     "MappingStore",
     "ZipStore",
+    "DBMStore",
+    "LMDBStore",
     "DirectoryStore",
     "NestedDirectoryStore",
     "TempStore",
@@ -323,6 +327,39 @@ class ZipStore(SyncStore):
     """
 
     __init__ = _twin(_zip.ZipStore)
+
+
+class DBMStore(SyncStore):
+    """Sync twin of :class:`aiostore.DBMStore`: a DBM-style database file.
+
+    Call :meth:`close` (or use ``with``) after writing: some implementations
+    (``dbm.dumb``) write their index only then.
+
+    >>> import dbm.dumb, os, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> with DBMStore(os.path.join(tmp.name, "array.db"), open=dbm.dumb.open) as store:
+    ...     store["a/0.0"] = b"xyz"
+    ...     print(store["a/0.0"], store.listdir("a"), store.getsize("a"))
+    b'xyz' ['0.0'] 3
+    >>> tmp.cleanup()
+    """
+
+    __init__ = _twin(_dbm.DBMStore)
+
+
+class LMDBStore(SyncStore):
+    """Sync twin of :class:`aiostore.LMDBStore`: an LMDB database.
+
+    >>> import os, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> with LMDBStore(os.path.join(tmp.name, "array.mdb")) as store:
+    ...     store.setitems({"a/0.0": b"xyz", "a/0.1": b"w"})
+    ...     print(store.getitems(["a/0.0", "a/9.9"], contexts={}), store.listdir("a"))
+    {'a/0.0': b'xyz'} ['0.0', '0.1']
+    >>> tmp.cleanup()
+    """
+
+    __init__ = _twin(_lmdb.LMDBStore)
 
 
 class DirectoryStore(SyncStore):
