@@ -82,8 +82,20 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Every benchmark script; writes nothing, prints the tables for RESULTS.md."""
+    """Every benchmark script; writes nothing, prints the tables for RESULTS.md.
+
+    zarr 2 and zarr 3 cannot share a Python, so the scripts run their zarr 3 rows
+    under $AIOSTORE_BENCH_ZARR3_PYTHON: the one given, else a venv made here.
+    """
     session.install("-e", ".", *ZARR2_DEPS, "tensorstore", "aiofiles")
+    env = {"AIOSTORE_BENCH_ZARR3_PYTHON": os.environ.get("AIOSTORE_BENCH_ZARR3_PYTHON", "")}
+    if not env["AIOSTORE_BENCH_ZARR3_PYTHON"]:
+        venv = os.path.abspath(os.path.join(".nox", "bench-zarr3"))
+        python = os.path.join(venv, "bin", "python")
+        if not os.path.exists(python):
+            session.run(_python312(), "-m", "venv", venv, external=True)
+        session.run(python, "-m", "pip", "install", "-q", "-e", ".", "zarr>=3", external=True)
+        env["AIOSTORE_BENCH_ZARR3_PYTHON"] = python
     for script in sorted(os.listdir("benchmarks")):
         if script.startswith("bench_") and script.endswith(".py"):
-            session.run("python", os.path.join("benchmarks", script), *session.posargs)
+            session.run("python", os.path.join("benchmarks", script), *session.posargs, env=env)
