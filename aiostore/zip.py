@@ -35,92 +35,40 @@ Examples
 from __future__ import annotations
 
 import os
-import struct
 import threading
 import time
 import weakref
 import zipfile
-import zlib
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
-from typing import IO, Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from ._threads import BlockingStore, offload_batch
+from ._zipread import EntryReader, newest_entries
 from .abc import Buffer, ByteRange, child_name
 from .errors import BatchWriteError, ClosedStoreError
-from .keys import normalize_path, parent_prefix
+from .keys import parent_prefix
 
 __all__ = ["ZipStore"]
-
-_LOCAL_HEADER_SIZE = 30
-_LOCAL_HEADER_SIGNATURE = b"PK\x03\x04"
-_NAME_AND_EXTRA_LENGTHS = struct.Struct("<HH")  # at offset 26 of a local header
-_ENCRYPTED = 0x1
-_FAST_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
-_HAS_PREAD = hasattr(os, "pread")
 
 #: The modes of :class:`zipfile.ZipFile`.
 ZipMode: TypeAlias = Literal["r", "w", "a", "x"]
 
 
-class _ReadGate:
-    """Reads share the read handle; closing or truncating the file waits for them.
-
-    Without this, a read in flight could ``pread`` a descriptor number that a
-    concurrent ``close`` has released and the OS has handed to another file.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._exclusive = False
-
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._cond:
-            while self._exclusive:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with self._cond:
-            while self._exclusive:
-                self._cond.wait()
-            self._exclusive = True
-            while self._readers:
-                self._cond.wait()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._exclusive = False
-                self._cond.notify_all()
-
-
 class _Handles:
-    """The open ``ZipFile`` (the writer) and the read-only file; closed by the
-    store, or by a finalizer if the store is dropped or the interpreter exits."""
+    """The open ``ZipFile`` (the writer) and the entry reader; closed by the store,
+    or by a finalizer if the store is dropped or the interpreter exits."""
 
-    def __init__(self, zf: zipfile.ZipFile, file: IO[bytes]) -> None:
-        self.zf: zipfile.ZipFile | None = zf
-        self.file: IO[bytes] | None = file
+    def __init__(self, zf: zipfile.ZipFile, reader: EntryReader) -> None:
+        self.zf = zf
+        self.reader = reader
+        self.closed = False
 
     def close(self) -> None:
-        zf, file, self.zf, self.file = self.zf, self.file, None, None
+        self.closed = True
         try:
-            if zf is not None:
-                zf.close()  # writes the central directory
+            self.zf.close()  # writes the central directory
         finally:
-            if file is not None:
-                file.close()
+            self.reader.close_file()
 
 
 class ZipStore(BlockingStore):
@@ -192,35 +140,24 @@ class ZipStore(BlockingStore):
         self.mode = mode
         self._lock = threading.RLock()  # the one writer; also guards replacing the ZipFile
         self._index_lock = threading.Lock()
-        self._gate = _ReadGate()
         zf = zipfile.ZipFile(self.path, mode=mode, compression=compression, allowZip64=allowZip64)
         try:
-            file = open(self.path, "rb", buffering=0)  # closed by _Handles
+            reader = EntryReader(self.path)
         except BaseException:
             zf.close()
             raise
-        self._handles = _Handles(zf, file)
+        self._handles = _Handles(zf, reader)
+        self._reader = reader
         weakref.finalize(self, self._handles.close)
         # A new file ("w", "x") must get a central directory even if nothing is written.
         self._dirty = mode in ("w", "x")
-        self._index = _newest_entries(zf)
-        #: header offset -> offset of the entry's data, learnt on first read.
-        self._data_offsets: dict[int, int] = {}
+        self._index = newest_entries(zf)
 
     # -- handles -------------------------------------------------------------
     def _zip(self) -> zipfile.ZipFile:
-        zf = self._handles.zf
-        if zf is None:
+        if self._handles.closed:
             raise ClosedStoreError(f"{self!r} is closed")
-        return zf
-
-    @contextmanager
-    def _reading(self) -> Iterator[int]:
-        with self._gate.shared():
-            file = self._handles.file
-            if file is None:
-                raise ClosedStoreError(f"{self!r} is closed")
-            yield file.fileno()
+        return self._handles.zf
 
     def _lookup(self, key: str) -> zipfile.ZipInfo | None:
         with self._index_lock:
@@ -235,53 +172,12 @@ class ZipStore(BlockingStore):
         info = self._lookup(key)
         if info is None:
             raise KeyError(key)
-        with self._reading() as fd:
-            return self._read(fd, info, byte_range)
+        return self._reader.read(info, byte_range, self._read_with_zipfile)
 
     def _get_batch(self, keys: Sequence[str]) -> dict[str, bytes]:
         with self._index_lock:
-            infos = [(key, self._index.get(key)) for key in keys]
-        found: dict[str, bytes] = {}
-        with self._reading() as fd:
-            for key, info in infos:
-                if info is not None:
-                    found[key] = self._read(fd, info, None)
-        return found
-
-    def _read(self, fd: int, info: zipfile.ZipInfo, byte_range: ByteRange | None) -> bytes:
-        if info.flag_bits & _ENCRYPTED or info.compress_type not in _FAST_METHODS or not _HAS_PREAD:
-            return _slice(self._read_with_zipfile(info), byte_range)
-        if info.compress_type == zipfile.ZIP_STORED and byte_range is not None:
-            # Stored bytes are the value: read only the range (no CRC to check on a part).
-            start, stop, _ = slice(*byte_range).indices(info.file_size)
-            return self._read_stored(fd, info, start, max(start, stop))
-        data = self._read_stored(fd, info, 0, info.compress_size)
-        if info.compress_type == zipfile.ZIP_DEFLATED:
-            try:
-                data = zlib.decompress(data, -15, info.file_size)
-            except zlib.error as exc:
-                raise zipfile.BadZipFile(f"entry {info.filename!r} of {self.path} is corrupt: {exc}") from exc
-        if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
-            raise zipfile.BadZipFile(f"bad CRC-32 or size for entry {info.filename!r} of {self.path}")
-        return _slice(data, byte_range)
-
-    def _read_stored(self, fd: int, info: zipfile.ZipInfo, start: int, stop: int) -> bytes:
-        """Bytes ``start:stop`` of the entry's stored data, by offset."""
-        data_offset = self._data_offsets.get(info.header_offset)
-        if data_offset is not None:
-            return _pread_exact(fd, stop - start, data_offset + start, info, self.path)
-        # First read of this entry: guess the local header's length (usually the
-        # central one's) and read header and data in one call.
-        header_size = _LOCAL_HEADER_SIZE + len(info.filename.encode()) + len(info.extra)
-        block = os.pread(fd, header_size + stop, info.header_offset)
-        if len(block) < _LOCAL_HEADER_SIZE or block[:4] != _LOCAL_HEADER_SIGNATURE:
-            raise zipfile.BadZipFile(f"no local header for entry {info.filename!r} of {self.path}")
-        name_length, extra_length = _NAME_AND_EXTRA_LENGTHS.unpack_from(block, 26)
-        data_offset = info.header_offset + _LOCAL_HEADER_SIZE + name_length + extra_length
-        self._data_offsets[info.header_offset] = data_offset
-        if data_offset - info.header_offset == header_size and len(block) == header_size + stop:
-            return block[header_size + start :]
-        return _pread_exact(fd, stop - start, data_offset + start, info, self.path)
+            entries = [(key, self._index[key]) for key in keys if key in self._index]
+        return self._reader.read_many(entries, self._read_with_zipfile)
 
     def _read_with_zipfile(self, info: zipfile.ZipInfo) -> bytes:
         with self._lock, self._zip().open(info) as entry:
@@ -381,7 +277,7 @@ class ZipStore(BlockingStore):
         await self._run(self._flush_blocking)
 
     def _clear_blocking(self) -> None:
-        with self._gate.exclusive(), self._lock:
+        with self._reader.exclusive(), self._lock:  # no read may see the file truncated
             self._zip().close()
             self._handles.zf = zipfile.ZipFile(
                 self.path, mode="w", compression=self.compression, allowZip64=self.allowZip64
@@ -389,13 +285,14 @@ class ZipStore(BlockingStore):
             self._dirty = True
             with self._index_lock:
                 self._index.clear()
-            self._data_offsets.clear()
+            self._reader.forget_offsets()
 
     async def _clear(self) -> None:
         await self._run(self._clear_blocking)
 
     def _close_blocking(self) -> None:
-        with self._gate.exclusive(), self._lock:
+        # The gate before the writer's lock, as reads (whose fallback takes the lock) do.
+        with self._reader.exclusive(), self._lock:
             self._handles.close()
 
     async def aclose(self) -> None:
@@ -469,23 +366,6 @@ class ZipStore(BlockingStore):
         return f"ZipStore({self.path!r}, mode={self.mode!r})"
 
 
-def _newest_entries(zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
-    """Key -> newest entry. Directory entries (``name/``, as ``zip -r`` and 7z
-    write them) and names that are not valid keys are not values, so not keys."""
-    index: dict[str, zipfile.ZipInfo] = {}
-    for info in zf.infolist():  # in file order: a later duplicate wins
-        name = info.filename
-        if name.endswith("/"):
-            continue
-        try:
-            if normalize_path(name) != name:
-                continue
-        except ValueError:
-            continue
-        index[name] = info
-    return index
-
-
 def _undo_failed_write(zf: zipfile.ZipFile, info: zipfile.ZipInfo, previous: zipfile.ZipInfo | None) -> None:
     """Keep a failed write from becoming an entry and from leaving junk at the end.
 
@@ -505,22 +385,3 @@ def _undo_failed_write(zf: zipfile.ZipFile, info: zipfile.ZipInfo, previous: zip
             zf.fp.truncate()
     except (OSError, ValueError):
         pass
-
-
-def _pread_exact(fd: int, size: int, offset: int, info: zipfile.ZipInfo, path: str) -> bytes:
-    data = os.pread(fd, size, offset)
-    if len(data) == size:
-        return data
-    parts = [data]  # a single read returns at most ~2 GiB on Linux
-    done = len(data)
-    while done < size:
-        more = os.pread(fd, size - done, offset + done)
-        if not more:
-            raise zipfile.BadZipFile(f"entry {info.filename!r} of {path} is truncated")
-        parts.append(more)
-        done += len(more)
-    return b"".join(parts)
-
-
-def _slice(data: bytes, byte_range: ByteRange | None) -> bytes:
-    return data if byte_range is None else data[byte_range[0] : byte_range[1]]

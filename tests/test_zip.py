@@ -170,13 +170,13 @@ def test_unclosed_store_is_closed_when_dropped(path: str) -> None:
 
 def test_close_waits_for_reads_in_flight(path: str) -> None:
     store = ZipStore(path, mode="w")
-    with store._gate.shared():  # a read in flight
+    with store._reader._shared():  # a read in flight
         closer = threading.Thread(target=aiostore.sync.run_sync, args=(store, store.aclose()))
         closer.start()
         closer.join(0.2)
         assert closer.is_alive()  # the read handle is not released under the reader
     closer.join()
-    assert store._handles.file is None
+    assert store._reader._file is None
 
 
 # -- duplicates -------------------------------------------------------------------------
@@ -377,7 +377,7 @@ def test_many_threads_read_while_others_write(path: str) -> None:
 
     def read() -> int:
         seen = 0
-        for _ in range(30):
+        for _ in range(10):
             for key, value in store.getitems(all_keys, contexts={}).items():
                 assert value == value_of(key, 3000)  # never a partial or foreign value
                 seen += 1
