@@ -1,0 +1,292 @@
+"""DBMStore: one lock hold per batch, threads, read-only, flush/close, pickling, any dbm-style open."""
+
+from __future__ import annotations
+
+import dbm.dumb
+import pickle
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import anyio
+import anyio.to_thread
+import pytest
+
+# The whole async Store protocol suite, run on DBMStore (fixtures below).
+from test_store_protocol import (  # noqa: F401
+    test_async_with_closes_and_aclose_is_idempotent,
+    test_byte_range_of_missing_key,
+    test_byte_ranges,
+    test_clear,
+    test_closed_store_raises_value_error,
+    test_contains,
+    test_delete_and_delete_many,
+    test_every_bytes_like_value_is_stored_as_its_bytes,
+    test_get_many_omits_missing_and_normalizes,
+    test_get_set_roundtrip_and_missing,
+    test_getsize_zarr2_semantics,
+    test_invalid_byte_ranges,
+    test_invalid_key_in_a_batch_writes_nothing,
+    test_list_argument_checks,
+    test_list_is_streamed,
+    test_list_with_prefix,
+    test_listdir,
+    test_rename,
+    test_rename_refuses_root_and_into_itself,
+    test_rmdir,
+    test_set_many_accepts_pairs_and_last_duplicate_wins,
+    test_special_numpy_values,
+    test_stored_values_do_not_alias_the_callers_buffer,
+    test_wrong_value_type_is_type_error_and_writes_nothing,
+)
+
+import aiostore.sync
+from aiostore import BatchWriteError, ClosedStoreError, DBMStore, ReadOnlyError
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def make_store(tmp_path: Path) -> Callable[..., DBMStore]:
+    counter = iter(range(1000))
+    return lambda **kw: DBMStore(tmp_path / f"db{next(counter)}", flag="n", open=dbm.dumb.open, **kw)
+
+
+@pytest.fixture
+async def store(make_store: Callable[..., DBMStore]) -> AsyncIterator[DBMStore]:
+    async with make_store() as s:
+        yield s
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> str:
+    return str(tmp_path / "data.db")
+
+
+@pytest.fixture
+def thread_hops(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    hops: list[object] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(fn)
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    return hops
+
+
+class CountingLock:
+    """Stands in for a store's lock, counting how often it is taken."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.holds = 0
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+        self.holds += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+# -- batches: one hop, one lock hold ---------------------------------------------------
+
+
+async def test_get_many_of_1000_keys_is_one_hop_and_one_lock_hold(
+    path: str, thread_hops: list[object]
+) -> None:
+    async with DBMStore(path, open=dbm.dumb.open) as store:
+        await store.set_many({f"c/{i}": str(i).encode() for i in range(1000)})
+        assert len(thread_hops) == 1
+        lock = CountingLock()
+        store._lock = lock
+        thread_hops.clear()
+        found = await store.get_many([f"c/{i}" for i in range(1000)] + ["c/missing"])
+        assert len(found) == 1000 and found["c/999"] == b"999"
+        assert (len(thread_hops), lock.holds) == (1, 1)
+        await store.set_many({f"c/{i}": b"new" for i in range(1000)})
+        await store.delete_many([f"c/{i}" for i in range(50)])  # dbm.dumb rewrites its index per delete
+        assert (len(thread_hops), lock.holds) == (3, 3)
+
+
+def test_sync_side_makes_no_thread_hops(path: str, thread_hops: list[object]) -> None:
+    with aiostore.sync.DBMStore(path, open=dbm.dumb.open) as store:
+        store.setitems({f"k{i}": b"v" for i in range(100)})
+        assert len(store.getitems([f"k{i}" for i in range(100)], contexts={})) == 100
+    assert thread_hops == []
+
+
+def test_many_threads_on_dbm_dumb_stay_consistent(path: str) -> None:
+    # dbm.dumb is plain Python with no locking of its own: without the store's
+    # lock, concurrent writers corrupt its index.
+    store = aiostore.sync.DBMStore(path, open=dbm.dumb.open)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for j in range(20):
+                batch = {f"{n}/{j}/{i}": f"{n}-{j}-{i}".encode() * 10 for i in range(10)}
+                store.setitems(batch)
+                assert store.getitems(list(batch), contexts={}) == batch
+                store[f"{n}/single"] = bytes([j])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    store.close()
+    with aiostore.sync.DBMStore(path, flag="r", open=dbm.dumb.open) as reopened:
+        assert len(reopened) == 8 * 20 * 10 + 8
+        assert reopened["7/19/9"] == b"7-19-9" * 10 and reopened["3/single"] == bytes([19])
+
+
+# -- whole-path operations ---------------------------------------------------------------
+
+
+async def test_rename_handles_overlap_and_is_one_lock_hold(path: str) -> None:
+    async with DBMStore(path, open=dbm.dumb.open) as store:
+        await store.set_many({"a/b/x": b"1", "a/b/b/x": b"2", "a/y": b"3"})
+        lock = CountingLock()
+        store._lock = lock
+        await store.rename("a/b", "a")  # dst is an ancestor of src
+        assert lock.holds == 1
+        assert sorted([k async for k in store.list()]) == ["a/b/x", "a/x", "a/y"]
+        assert await store.get_many(["a/x", "a/b/x"]) == {"a/x": b"1", "a/b/x": b"2"}
+
+
+async def test_keys_are_utf8(path: str) -> None:
+    async with DBMStore(path, open=dbm.dumb.open) as store:
+        await store.set("ünï/cödé", b"1")
+        assert [k async for k in store.list()] == ["ünï/cödé"]
+        assert store.db.keys() == ["ünï/cödé".encode()]
+        assert await store.listdir() == ["ünï"]
+
+
+# -- flags, read-only, flush, close -----------------------------------------------------
+
+
+async def test_read_only_flag(path: str) -> None:
+    async with DBMStore(path, open=dbm.dumb.open) as store:
+        await store.set("a", b"1")
+    async with DBMStore(path, flag="r", open=dbm.dumb.open) as store:
+        assert store.read_only
+        assert await store.get("a") == b"1"
+        for write in (store.set("a", b"2"), store.delete("a"), store.rmdir(""), store.rename("a", "b")):
+            with pytest.raises(ReadOnlyError):
+                await write
+    with pytest.raises(ValueError, match="flag"):
+        DBMStore(path, flag="x")
+
+
+def test_flush_makes_writes_visible_to_another_opener(path: str) -> None:
+    writer = aiostore.sync.DBMStore(path, open=dbm.dumb.open)
+    writer["a"] = b"1"
+    writer.flush()  # dbm.dumb writes its index only on sync/close
+    with aiostore.sync.DBMStore(path, flag="r", open=dbm.dumb.open) as reader:
+        assert reader["a"] == b"1"
+    writer.close()
+
+
+def test_flag_n_starts_empty_but_unpickling_does_not_empty(path: str) -> None:
+    with aiostore.sync.DBMStore(path, open=dbm.dumb.open) as store:
+        store["old"] = b"1"
+    store = aiostore.sync.DBMStore(path, flag="n", open=dbm.dumb.open)
+    assert len(store) == 0
+    store["a"] = b"1"
+    dump = pickle.dumps(store)  # flushes, so the copy sees "a"
+    store.close()
+    assert pickle.dumps(store) == dump  # picklable when closed, same state
+    again = pickle.loads(dump)
+    assert again.flag == "c" and again["a"] == b"1"
+    again.close()
+
+
+async def test_closing_waits_for_a_running_batch_and_later_calls_fail_clearly(path: str) -> None:
+    store = DBMStore(path, open=dbm.dumb.open)
+    await store.set("a", b"1")
+    store._close_blocking()  # as if closed from another thread mid-way
+    with pytest.raises(ClosedStoreError, match="is closed"):
+        store._get_batch(["a"])
+    with pytest.raises(BatchWriteError) as info:
+        await store.set_many({"a": b"2"})
+    assert isinstance(info.value.failed["a"], ClosedStoreError)
+
+
+def test_write_lock_false_works_and_survives_pickling(path: str) -> None:
+    # zarr's Gnu variant runs with write_lock=False (gdbm locks for itself).
+    store = aiostore.sync.DBMStore(path, open=dbm.dumb.open, write_lock=False)
+    store.setitems({"a": b"1", "b/c": b"2"})
+    assert store.getitems(["a", "b/c"], contexts={}) == {"a": b"1", "b/c": b"2"}
+    copy = pickle.loads(pickle.dumps(store))
+    store.close()
+    assert copy.write_lock is False and copy["b/c"] == b"2"
+    copy.close()
+
+
+# -- any dbm-style open ------------------------------------------------------------------
+
+
+class FakeDBM:
+    """A third-party dbm-style database kept in memory, with no ``sync``
+    (like dbm.ndbm): the store flushes it by closing and reopening."""
+
+    files: ClassVar[dict[str, dict[bytes, bytes]]] = {}
+    opens: ClassVar[list[tuple[str, str, int, dict[str, Any]]]] = []
+
+    def __init__(self, path: str, flag: str, mode: int, **kwargs: Any) -> None:
+        FakeDBM.opens.append((path, flag, mode, kwargs))
+        if flag[0] == "n" or path not in self.files:
+            self.files[path] = {}
+        self.data = dict(self.files[path])
+        self.path = path
+
+    def __getitem__(self, key: bytes) -> bytes:
+        return self.data[key]
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        assert type(key) is bytes and type(value) is bytes
+        self.data[key] = value
+
+    def __delitem__(self, key: bytes) -> None:
+        del self.data[key]
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self.data
+
+    def keys(self) -> list[bytes]:
+        return list(self.data)
+
+    def close(self) -> None:
+        self.files[self.path] = dict(self.data)
+
+
+@pytest.fixture
+def fake_dbm() -> Iterator[type[FakeDBM]]:
+    FakeDBM.files.clear()
+    FakeDBM.opens.clear()
+    yield FakeDBM
+
+
+def test_a_third_party_open_without_sync(path: str, fake_dbm: type[FakeDBM]) -> None:
+    store = aiostore.sync.DBMStore(path, flag="n", mode=0o600, open=fake_dbm, extra=1)
+    store.setitems({"a/b": b"1", "a/c": b"22"})
+    assert fake_dbm.files[store.path] == {}
+    store.flush()  # no sync(): close and reopen -- with "c", never "n" again
+    assert fake_dbm.files[store.path] == {b"a/b": b"1", b"a/c": b"22"}
+    assert [o[1:] for o in fake_dbm.opens] == [("n", 0o600, {"extra": 1}), ("c", 0o600, {"extra": 1})]
+    assert store.listdir("a") == ["b", "c"] and store.getsize("a") == 3
+    store.close()
+
+
+def test_equality_follows_path_and_open(path: str, fake_dbm: type[FakeDBM]) -> None:
+    a = DBMStore(path, open=fake_dbm)
+    assert a == DBMStore(path, flag="r", open=fake_dbm)
+    assert a != DBMStore(path + "x", open=fake_dbm)
+    assert a != DBMStore(path, open=dbm.dumb.open)

@@ -1,0 +1,448 @@
+"""LMDBStore: one transaction per batch, safe values, map growth, threads, processes, lifecycle."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import lmdb
+import pytest
+
+# The whole async Store protocol suite, run on LMDBStore (fixtures below).
+from test_store_protocol import (  # noqa: F401
+    test_async_with_closes_and_aclose_is_idempotent,
+    test_byte_range_of_missing_key,
+    test_byte_ranges,
+    test_clear,
+    test_closed_store_raises_value_error,
+    test_contains,
+    test_delete_and_delete_many,
+    test_every_bytes_like_value_is_stored_as_its_bytes,
+    test_get_many_omits_missing_and_normalizes,
+    test_get_set_roundtrip_and_missing,
+    test_getsize_zarr2_semantics,
+    test_invalid_byte_ranges,
+    test_invalid_key_in_a_batch_writes_nothing,
+    test_list_argument_checks,
+    test_list_is_streamed,
+    test_list_with_prefix,
+    test_listdir,
+    test_rename,
+    test_rename_refuses_root_and_into_itself,
+    test_rmdir,
+    test_set_many_accepts_pairs_and_last_duplicate_wins,
+    test_special_numpy_values,
+    test_stored_values_do_not_alias_the_callers_buffer,
+    test_wrong_value_type_is_type_error_and_writes_nothing,
+)
+
+import aiostore.sync
+from aiostore import BatchWriteError, ClosedStoreError, LMDBStore, ReadOnlyError
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def make_store(tmp_path: Path) -> Callable[..., LMDBStore]:
+    counter = iter(range(1000))
+    return lambda **kw: LMDBStore(tmp_path / f"db{next(counter)}", **kw)
+
+
+@pytest.fixture
+async def store(make_store: Callable[..., LMDBStore]) -> AsyncIterator[LMDBStore]:
+    async with make_store() as s:
+        yield s
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> str:
+    return str(tmp_path / "data.mdb")
+
+
+class CountingEnv:
+    """Stands in for a store's ``lmdb.Environment``, counting transactions."""
+
+    def __init__(self, env: lmdb.Environment) -> None:
+        self.env = env
+        self.reads = 0
+        self.writes = 0
+        self.mapsizes: list[int] = []
+
+    def begin(self, **kwargs: Any) -> Any:
+        if kwargs.get("write"):
+            self.writes += 1
+        else:
+            self.reads += 1
+        return self.env.begin(**kwargs)
+
+    def set_mapsize(self, size: int) -> None:
+        self.mapsizes.append(size)
+        self.env.set_mapsize(size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+
+@pytest.fixture
+def thread_hops(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    hops: list[object] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(fn)
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    return hops
+
+
+def count_transactions(store: LMDBStore) -> CountingEnv:
+    shared = store._shared
+    assert shared is not None
+    counting = CountingEnv(shared.env)
+    shared.env = counting  # type: ignore[assignment]
+    return counting
+
+
+# -- batches: one hop, one transaction ----------------------------------------------
+
+
+async def test_get_many_of_1000_keys_is_one_hop_and_one_transaction(
+    path: str, thread_hops: list[object]
+) -> None:
+    async with LMDBStore(path) as store:
+        await store.set_many({f"c/{i}": str(i).encode() for i in range(1000)})
+        assert len(thread_hops) == 1  # the whole set_many: one hop
+        txns = count_transactions(store)
+        thread_hops.clear()
+        found = await store.get_many([f"c/{i}" for i in range(1000)] + ["c/missing"])
+        assert len(found) == 1000 and found["c/999"] == b"999"
+        assert len(thread_hops) == 1
+        assert (txns.reads, txns.writes) == (1, 0)
+        await store.set_many({f"c/{i}": b"new" for i in range(1000)})
+        await store.delete_many([f"c/{i}" for i in range(500)])
+        assert (txns.reads, txns.writes) == (1, 2)
+
+
+async def test_concurrent_single_gets_are_coalesced(path: str, thread_hops: list[object]) -> None:
+    async with LMDBStore(path) as store:
+        await store.set_many({f"k{i}": bytes([i]) for i in range(200)})
+        thread_hops.clear()
+        results: dict[int, bytes] = {}
+
+        async def get(i: int) -> None:
+            results[i] = await store.get(f"k{i}")
+
+        async with anyio.create_task_group() as tg:
+            for i in range(200):
+                tg.start_soon(get, i)
+        assert results == {i: bytes([i]) for i in range(200)}
+        assert len(thread_hops) <= 3
+
+
+def test_sync_side_makes_no_thread_hops(path: str, thread_hops: list[object]) -> None:
+    with aiostore.sync.LMDBStore(path) as store:
+        store.setitems({f"k{i}": b"v" for i in range(100)})
+        assert len(store.getitems([f"k{i}" for i in range(100)], contexts={})) == 100
+    assert thread_hops == []
+
+
+# -- values are bytes that outlive their transaction safely ----------------------------
+
+
+@pytest.mark.parametrize("buffers", [True, False])
+async def test_values_are_bytes_unaffected_by_later_writes(path: str, buffers: bool) -> None:
+    async with LMDBStore(path, buffers=buffers) as store:
+        await store.set_many({f"k{i}": bytes([i]) * 3000 for i in range(50)})
+        before = await store.get_many([f"k{i}" for i in range(50)])
+        single = await store.get("k7")
+        ranged = await store.get("k9", byte_range=(10, 20))
+        # Rewrite and delete everything many times, so LMDB reuses the pages
+        # the earlier values were read from.
+        for round_ in range(20):
+            await store.set_many({f"k{i}": bytes([255 - round_]) * 3000 for i in range(50)})
+            await store.delete_many([f"k{i}" for i in range(0, 50, 2)])
+        assert all(type(v) is bytes for v in before.values())
+        assert before == {f"k{i}": bytes([i]) * 3000 for i in range(50)}
+        assert (single, ranged) == (bytes([7]) * 3000, bytes([9]) * 10)
+
+
+@pytest.mark.parametrize("buffers", [True, False])
+async def test_byte_ranges_with_and_without_buffers(path: str, buffers: bool) -> None:
+    async with LMDBStore(path, buffers=buffers) as store:
+        await store.set("k", b"0123456789")
+        assert await store.get("k", byte_range=(2, 5)) == b"234"
+        assert await store.get("k", byte_range=(-3, None)) == b"789"
+        assert await store.get("k", byte_range=(8, 50)) == b"89"
+        assert await store.getsize("k") == 10
+        with pytest.raises(KeyError):
+            await store.get("nope", byte_range=(0, 1))
+
+
+# -- a full map grows; nothing half-written ------------------------------------------
+
+
+async def test_full_map_grows_and_the_batch_is_written_whole(path: str) -> None:
+    async with LMDBStore(path, map_size=64 * 1024) as store:
+        txns = count_transactions(store)
+        values = {f"big/{i}": os.urandom(8192) for i in range(128)}  # 1 MiB
+        await store.set_many(values)
+        await store.set("one/more", os.urandom(256 * 1024))
+        assert len(txns.mapsizes) >= 4 and txns.mapsizes == sorted(txns.mapsizes)
+        assert await store.get_many(list(values)) == values
+        assert store.db.info()["map_size"] >= 1024 * 1024
+
+
+def test_full_map_grows_with_many_threads_writing(path: str) -> None:
+    store = aiostore.sync.LMDBStore(path, map_size=64 * 1024)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for j in range(10):
+                store.setitems({f"t{n}/{j}/{i}": bytes([n]) * 4096 for i in range(8)})
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(store) == 6 * 10 * 8
+    assert store.getitems(["t5/9/7"], contexts={}) == {"t5/9/7": bytes([5]) * 4096}
+    store.close()
+
+
+async def test_map_that_cannot_grow_fails_clearly_and_writes_nothing(path: str) -> None:
+    async with LMDBStore(path, map_size=64 * 1024) as store:
+        await store.set("old", b"kept")
+        shared = store._shared
+        assert shared is not None
+
+        class NoGrowth(CountingEnv):
+            def set_mapsize(self, size: int) -> None:
+                raise lmdb.MemoryError("mmap: cannot allocate memory")
+
+        shared.env = NoGrowth(shared.env)  # type: ignore[assignment]
+        with pytest.raises(BatchWriteError) as info:
+            await store.set_many({f"big/{i}": os.urandom(8192) for i in range(64)} | {"old": b"new"})
+        assert len(info.value.failed) == 65
+        cause = info.value.failed["old"]
+        assert isinstance(cause, OSError) and "is full at map_size=65536" in str(cause)
+        assert [k async for k in store.list()] == ["old"]
+        assert await store.get("old") == b"kept"
+
+
+# -- keys, listing, whole-path operations ----------------------------------------------
+
+
+async def test_keys_too_long_for_lmdb(path: str) -> None:
+    long_key = "x" * 600
+    async with LMDBStore(path) as store:
+        with pytest.raises(BatchWriteError) as info:
+            await store.set_many({"ok": b"1", long_key: b"2"})
+        assert list(info.value.failed) == [long_key]
+        assert "at most 511 bytes" in str(info.value.failed[long_key])
+        assert await store.get("ok") == b"1"  # the rest was written
+        with pytest.raises(ValueError, match="at most"):
+            await store.set(long_key, b"2")
+        assert await store.get_many(["ok", long_key]) == {"ok": b"1"}
+        assert not await store.contains(long_key)
+        with pytest.raises(KeyError):
+            await store.get(long_key)
+        with pytest.raises(KeyError):
+            await store.delete(long_key)
+        await store.delete_many([long_key, "ok"])
+        assert not await store.contains("ok")
+
+
+async def test_listdir_and_getsize_skip_subtrees_correctly(path: str) -> None:
+    # Neighbours of "a/b/" in LMDB's byte order: "a/b-" < "a/b." < "a/b/" < "a/b0".
+    keys = {"a/b/c": b"1", "a/b/d/e": b"22", "a/b-": b"333", "a/b.x": b"4444", "a/b0": b"5", "a/c": b"66"}
+    async with LMDBStore(path) as store:
+        await store.set_many(keys)
+        assert await store.listdir("a") == ["b", "b-", "b.x", "b0", "c"]
+        assert await store.listdir("a/b") == ["c", "d"]
+        assert await store.getsize("a") == 3 + 4 + 1 + 2
+        assert await store.getsize("a/b") == 1
+        assert await store.listdir("a/b0") == []
+
+
+async def test_rename_is_one_transaction_and_handles_overlap(path: str) -> None:
+    async with LMDBStore(path) as store:
+        await store.set_many({"a/b/x": b"1", "a/b/b/x": b"2", "a/y": b"3"})
+        txns = count_transactions(store)
+        await store.rename("a/b", "a")  # dst is an ancestor of src
+        assert txns.writes == 1
+        assert sorted([k async for k in store.list()]) == ["a/b/x", "a/x", "a/y"]
+        assert await store.get_many(["a/x", "a/b/x"]) == {"a/x": b"1", "a/b/x": b"2"}
+
+
+async def test_list_pages_over_many_transactions(path: str) -> None:
+    keys = [f"k/{i:05d}" for i in range(3000)]
+    async with LMDBStore(path) as store:
+        await store.set_many(dict.fromkeys(keys, b""))
+        await store.set("kz", b"")
+        assert [k async for k in store.list("k/")] == keys
+        assert len([k async for k in store.list()]) == 3001
+
+
+async def test_keys_that_are_not_utf8_still_round_trip(path: str) -> None:
+    env = lmdb.open(path, map_size=2**20)
+    with env.begin(write=True) as txn:
+        txn.put(b"raw/\xff\xfe", b"v")
+    env.close()
+    async with LMDBStore(path) as store:
+        (key,) = [k async for k in store.list()]
+        assert await store.get(key) == b"v"
+        await store.delete(key)
+        assert [k async for k in store.list()] == []
+
+
+# -- read-only, sharing, closing, pickling --------------------------------------------
+
+
+@pytest.mark.parametrize("how", [{"read_only": True}, {"readonly": True}])
+async def test_read_only(path: str, how: dict[str, bool]) -> None:
+    async with LMDBStore(path) as store:
+        await store.set("a", b"1")
+    async with LMDBStore(path, **how) as store:
+        assert store.read_only
+        assert await store.get("a") == b"1"
+        for write in (store.set("a", b"2"), store.delete("a"), store.rmdir(""), store.rename("a", "b")):
+            with pytest.raises(ReadOnlyError):
+                await write
+        with pytest.raises(ValueError, match="already open read-only"):
+            LMDBStore(path)
+    async with LMDBStore(path) as store:
+        assert await store.get("a") == b"1"
+
+
+async def test_stores_on_one_database_share_one_environment(path: str) -> None:
+    first = LMDBStore(path)
+    second = LMDBStore(path)  # py-lmdb alone refuses a second open in one process
+    assert first.db is second.db
+    await first.set("a", b"1")
+    assert await second.get("a") == b"1"
+    await first.aclose()
+    assert await second.get("a") == b"1"  # still open for the other store
+    await second.aclose()
+    with pytest.raises(ClosedStoreError):
+        second.db  # noqa: B018
+    async with LMDBStore(path) as third:  # reopens after both closed
+        assert await third.get("a") == b"1"
+
+
+def test_unclosed_stores_free_their_environment(path: str) -> None:
+    import gc
+
+    LMDBStore(path).db.close()  # create the database
+    for _ in range(2):
+        reader = LMDBStore(path, read_only=True)
+        del reader  # dropped without close(): its read-only environment must go too
+        gc.collect()
+        writer = LMDBStore(path)  # would be refused if the read-only one lingered
+        del writer
+        gc.collect()
+
+
+def test_pickle_round_trip(path: str) -> None:
+    store = aiostore.sync.LMDBStore(path, map_size=2**24)
+    store["a"] = b"1"
+    dump = pickle.dumps(store)
+    store.close()
+    assert pickle.dumps(store) == dump  # picklable when closed, same state
+    again = pickle.loads(dump)
+    assert again["a"] == b"1"
+    assert again.kwargs["map_size"] == 2**24 and again.buffers
+    again.close()
+
+
+def test_defaults_suit_large_stores(path: str) -> None:
+    with aiostore.sync.LMDBStore(path) as store:
+        flags = store.db.flags()
+        assert not flags["sync"] and not flags["metasync"] and not flags["writemap"]
+        assert store.db.info()["map_size"] >= 2**28
+        store["a"] = b"1"
+    # writemap=False keeps the data file as small as its data, not map_size.
+    assert os.path.getsize(os.path.join(path, "data.mdb")) < 2**20
+
+
+def test_creates_missing_parent_directories(tmp_path: Path) -> None:
+    with aiostore.sync.LMDBStore(tmp_path / "x" / "y" / "db.mdb") as store:
+        store["a"] = b"1"
+    assert (tmp_path / "x" / "y" / "db.mdb" / "data.mdb").exists()
+
+
+# -- threads and processes -------------------------------------------------------------
+
+
+def test_many_threads_read_and_write_consistently(path: str) -> None:
+    store = aiostore.sync.LMDBStore(path)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for j in range(30):
+                batch = {f"{n}/{j}/{i}": f"{n}-{j}-{i}".encode() for i in range(20)}
+                store.setitems(batch)
+                # A batch is one transaction: it is seen whole or not at all.
+                assert store.getitems(list(batch), contexts={}) == batch
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(store) == 8 * 30 * 20
+    store.close()
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    import aiostore.sync
+    store = aiostore.sync.LMDBStore(sys.argv[1], map_size=64 * 1024)
+    store.setitems({f"child/{i}": bytes([i]) * 8192 for i in range(64)})
+    store.close()
+    """
+)
+
+
+def test_another_process_writes_and_grows_the_map(path: str) -> None:
+    store = aiostore.sync.LMDBStore(path, map_size=64 * 1024)
+    store["parent"] = b"p"
+    subprocess.run([sys.executable, "-c", CHILD, path], check=True, timeout=60)
+    # The child grew the map past ours: the next transaction adopts its size.
+    found = store.getitems([f"child/{i}" for i in range(64)], contexts={})
+    assert found == {f"child/{i}": bytes([i]) * 8192 for i in range(64)}
+    store.setitems({f"parent/{i}": b"x" * 8192 for i in range(64)})
+    assert len(store) == 129
+    store.close()
+
+
+def test_pickled_store_opens_in_another_process(path: str) -> None:
+    with aiostore.sync.LMDBStore(path) as store:
+        store["a/b"] = b"from the parent"
+        dump = pickle.dumps(store)
+    code = (
+        "import pickle, sys; s = pickle.loads(sys.stdin.buffer.read()); print(s['a/b'].decode()); s.close()"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=dump, capture_output=True, check=True, timeout=60
+    )
+    assert out.stdout.decode().strip() == "from the parent"
