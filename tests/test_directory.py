@@ -258,6 +258,7 @@ async def test_temporary_files_are_never_keys(store: DirectoryStore, root: pathl
     assert os.listdir(root) == []
 
 
+@needs_proc
 @pytest.mark.anyio
 async def test_list_streams_pages_and_closes_its_directories(
     store: DirectoryStore, root: pathlib.Path
@@ -397,6 +398,7 @@ async def test_disk_full_on_one_key_of_a_batch(
     assert temp_files(root) == []
 
 
+@needs_proc
 def test_any_exception_in_a_write_leaves_no_temporary_file(
     root: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
