@@ -456,7 +456,8 @@ class DirectoryStore(BlockingStore):
     def _clear_blocking(self) -> None:
         # Empty the root but keep it: it may be a mount point or a symlink.
         try:
-            entries = list(os.scandir(self.path))
+            with os.scandir(self.path) as scan:
+                entries = list(scan)
         except (FileNotFoundError, NotADirectoryError):
             return
         for entry in entries:

@@ -11,6 +11,7 @@ import errno
 import os
 import pathlib
 import pickle
+import shutil
 import subprocess
 import sys
 import threading
@@ -202,6 +203,36 @@ def test_zarr2_level_rules(root: pathlib.Path) -> None:
     assert not (root / "r" / "s").exists()
     store.rmdir("a/b")  # rmdir of a plain key leaves it
     assert store["a/b"] == b"aaa"
+
+
+def test_directories_are_made_once_per_batch_and_again_when_removed(
+    root: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_makedirs = os.makedirs
+    made: list[str] = []
+
+    depth = 0
+
+    def makedirs(path: Any, *args: Any, **kwargs: Any) -> None:
+        nonlocal depth
+        if depth == 0:  # not os.makedirs' own recursion into the parents
+            made.append(os.fspath(path))
+        depth += 1
+        try:
+            real_makedirs(path, *args, **kwargs)
+        finally:
+            depth -= 1
+
+    monkeypatch.setattr(os, "makedirs", makedirs)
+    store = aiostore.sync.DirectoryStore(root)
+    store.setitems({f"d{i % 3}/x/{i}": b"v" for i in range(30)})
+    assert sorted(made) == [str(root / f"d{i}" / "x") for i in range(3)]  # one per new directory
+    made.clear()
+    store.setitems({f"d{i % 3}/x/{i}": b"w" for i in range(30, 60)})
+    assert made == []  # existing directories cost nothing
+    shutil.rmtree(root / "d0")  # removed behind the store's back (another process, say)
+    store["d0/x/new"] = b"n"
+    assert store["d0/x/new"] == b"n" and made == [str(root / "d0" / "x")]
 
 
 def test_a_fifo_in_the_tree_is_not_a_value(root: pathlib.Path) -> None:
