@@ -1,0 +1,57 @@
+"""The README's zarr 2 blocks, and its main-job command (examples/quickstart.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "readme_tools", pathlib.Path(__file__).parents[1] / "test_readme.py"
+)
+assert _spec is not None and _spec.loader is not None
+readme = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = readme  # dataclasses look their module up there
+_spec.loader.exec_module(readme)
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("block", readme.python_blocks("zarr2"), ids=str)
+def test_zarr2_block(block: object) -> None:
+    readme.run_block(block)  # the conftest runs each test in a fresh directory
+
+
+def test_quickstart_runs_end_to_end(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "quick.zarr"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py"), str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "zarr used the store itself (not a KVStore wrapper): True" in out
+    assert "await store.get_many(6 keys):" in out
+    assert "chunk 1.1, decoded with blosc:\n[[15 16 17]\n [21 22 23]]" in out
+    assert "[18 19 20 21 22 23]]" in out
+    assert sorted(p.name for p in path.iterdir()) == [".zarray", ".zattrs", "0.0", "0.1", "1.0", "1.1"]
+
+
+def test_quickstart_default_path(tmp_path: pathlib.Path) -> None:
+    # As the README runs it: no argument, relative to the working directory.
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "data" / "quickstart.zarr" / ".zarray").is_file()
