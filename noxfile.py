@@ -69,8 +69,8 @@ def zarr3(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff")
-    session.run("ruff", "check", "aiostore", "tests", "benchmarks", "noxfile.py")
-    session.run("ruff", "format", "--check", "aiostore", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "aiostore", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run("ruff", "format", "--check", "aiostore", "tests", "benchmarks", "examples", "noxfile.py")
 
 
 @nox.session
