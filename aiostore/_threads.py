@@ -13,9 +13,11 @@ becomes a direct call in the caller's thread.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, ClassVar, TypeVar
 
@@ -29,6 +31,7 @@ from .errors import BatchWriteError
 __all__ = [
     "BlockingStore",
     "GetCoalescer",
+    "executor_hops",
     "offload",
     "offload_batch",
     "run_inline",
@@ -40,6 +43,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _INLINE: ContextVar[bool] = ContextVar("aiostore_inline", default=False)
+_EXECUTOR_HOPS: ContextVar[bool] = ContextVar("aiostore_executor_hops", default=False)
 
 #: Worker threads per resource class. Disk: a few threads running lean ``os``
 #: calls beat one loop (the syscalls release the GIL); more than ~4 only adds
@@ -117,11 +121,46 @@ def run_inline(coro: Coroutine[Any, Any, T]) -> T:
         _INLINE.reset(token)
 
 
+@contextmanager
+def executor_hops() -> Iterator[None]:
+    """Within this block (in the current task and tasks it starts), thread hops
+    use asyncio's ``loop.run_in_executor`` instead of ``anyio.to_thread``.
+
+    For asyncio loops not started by ``run_until_complete`` -- zarr 3's own loop,
+    Jupyter's -- with many tasks alive: there anyio looks for the loop's root task
+    by scanning every task in the process on each hop, and starts a new worker
+    thread per calling task (milliseconds a hop in a zarr 3 read). Used by
+    :class:`aiostore.zarr3.ZarrStore`; only valid under asyncio.
+    """
+    token = _EXECUTOR_HOPS.set(True)
+    try:
+        yield
+    finally:
+        _EXECUTOR_HOPS.reset(token)
+
+
+async def _hop(fn: Callable[..., R], *args: Any, limiter: anyio.CapacityLimiter) -> R:
+    """One thread hop (see :func:`executor_hops`); never abandons the thread's work."""
+    if not _EXECUTOR_HOPS.get():
+        return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
+    async with limiter:
+        future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        with anyio.CancelScope(shield=True):
+            try:
+                result = await asyncio.shield(future)
+            except asyncio.CancelledError:
+                # A thread cannot be stopped: as anyio's hop does, let it finish first.
+                if not future.done():
+                    await asyncio.wait([future])
+                raise
+        return result
+
+
 async def offload(resource: str, fn: Callable[..., R], *args: Any) -> R:
     """Run ``fn(*args)`` in a worker thread (directly, when inline)."""
     if _INLINE.get():
         return fn(*args)
-    return await anyio.to_thread.run_sync(fn, *args, limiter=_limiter(resource))
+    return await _hop(fn, *args, limiter=_limiter(resource))
 
 
 def split_batch(items: Sequence[T], parts: int) -> list[Sequence[T]]:
@@ -171,7 +210,7 @@ async def offload_batch(
 
     async def run_part(index: int, part: Sequence[T]) -> None:
         try:
-            results[index] = await anyio.to_thread.run_sync(fn, part, limiter=limiter)
+            results[index] = await _hop(fn, part, limiter=limiter)
         except Exception as exc:
             results[index] = exc
 
