@@ -25,7 +25,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import aclosing
 from typing import Any
 
 import anyio
@@ -42,8 +42,10 @@ from zarr.core.buffer import (  # type: ignore[import-not-found,import-untyped,u
     default_buffer_prototype,
 )
 
-from ._threads import BlockingStore, offload_batch
-from .abc import ByteRange, Store, check_byte_range
+from ._threads import BlockingStore, is_inline
+from ._zarr3_batching import WriteCoalescer, fast_hops, read_ranges, stream_keys
+from .abc import ByteRange, Store, as_buffer
+from .errors import BatchWriteError
 from .mapping import as_store
 from .sync import run_sync
 
@@ -129,6 +131,9 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
         backend = as_store(store)
         super().__init__(read_only=bool(read_only) or backend.read_only)
         self._store: Store = backend
+        # zarr 3 writes one chunk per call: concurrent calls become one batch.
+        self._sets = WriteCoalescer(self._set_batch)
+        self._deletes = WriteCoalescer(self._delete_batch)
 
     # -- properties -------------------------------------------------------------
     @property
@@ -194,7 +199,8 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
             prototype = default_buffer_prototype()
         request = to_byte_range(byte_range)
         try:
-            data = await self._store.get(key, request)
+            with fast_hops():
+                data = await self._store.get(key, request)
         except KeyError:
             return None
         return prototype.buffer.from_bytes(data)
@@ -211,7 +217,8 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
         """
         self._is_open = True
         requests = [(key, to_byte_range(byte_range)) for key, byte_range in key_ranges]
-        results = await self._read_many(requests)
+        with fast_hops():
+            results = await self._read_many(requests)
         return [None if data is None else prototype.buffer.from_bytes(data) for data in results]
 
     async def _get_many(
@@ -220,7 +227,8 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
         # zarr's batch read; batched here like get_partial_values.
         self._is_open = True
         listed = [(key, prototype, to_byte_range(byte_range)) for key, prototype, byte_range in requests]
-        results = await self._read_many([(key, request) for key, _, request in listed])
+        with fast_hops():
+            results = await self._read_many([(key, request) for key, _, request in listed])
         for (key, prototype, _), data in zip(listed, results, strict=True):
             yield key, None if data is None else prototype.buffer.from_bytes(data)
 
@@ -234,7 +242,7 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
             for i in whole:
                 results[i] = found.get(store._key(requests[i][0]))
         if len(ranged) > 1 and isinstance(store, BlockingStore):
-            values = await _read_ranges_blocking(store, [requests[i] for i in ranged])
+            values = await read_ranges(store, [requests[i] for i in ranged])
             for i, value in zip(ranged, values, strict=True):
                 results[i] = value
         elif ranged:
@@ -257,22 +265,23 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
 
     async def exists(self, key: str) -> bool:
         """Whether ``key`` holds a value."""
-        return await self._store.contains(key)
+        with fast_hops():
+            return await self._store.contains(key)
 
     async def getsize(self, key: str) -> int:
         """The size in bytes of the value under ``key``; FileNotFoundError if missing."""
-        if not await self._store.contains(key):
-            raise FileNotFoundError(key)
-        return await self._store.getsize(key)
+        with fast_hops():
+            if not await self._store.contains(key):
+                raise FileNotFoundError(key)
+            return await self._store.getsize(key)
 
     async def getsize_prefix(self, prefix: str) -> int:
         """The summed sizes of every value below ``prefix`` (recursive)."""
         if prefix and not prefix.endswith("/"):
             prefix += "/"
         by_parent: dict[str, list[str]] = {}
-        async with _listing(self._store, prefix) as keys:
-            async for key in keys:
-                by_parent.setdefault(key.rpartition("/")[0], []).append(key)
+        async for key in self.list_prefix(prefix):
+            by_parent.setdefault(key.rpartition("/")[0], []).append(key)
         total = 0
         limiter = anyio.CapacityLimiter(_RANGED_CONCURRENCY)
 
@@ -290,82 +299,113 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
                     sizes = [await self._store.getsize(parent)]
             total += sum(sizes)
 
-        async with anyio.create_task_group() as tg:
-            for parent, children in by_parent.items():
-                tg.start_soon(add_sizes, parent, children)
+        with fast_hops():  # the tasks started here inherit it
+            async with anyio.create_task_group() as tg:
+                for parent, children in by_parent.items():
+                    tg.start_soon(add_sizes, parent, children)
         return total
 
     # -- listing --------------------------------------------------------------------
     async def list(self) -> AsyncIterator[str]:
         """Every key in the store, streamed."""
-        async with _listing(self._store, "") as keys:
+        async with aclosing(stream_keys(self._store, "")) as keys:
             async for key in keys:
                 yield key
 
     async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
         """Every key that starts with ``prefix`` (a plain string prefix)."""
-        async with _listing(self._store, prefix) as keys:
+        async with aclosing(stream_keys(self._store, prefix)) as keys:
             async for key in keys:
                 yield key
 
     async def list_dir(self, prefix: str) -> AsyncIterator[str]:
         """The names (keys and "directories") directly below ``prefix``."""
-        for name in await self._store.listdir(prefix.rstrip("/")):
+        with fast_hops():
+            names = await self._store.listdir(prefix.rstrip("/"))
+        for name in names:
             yield name
 
     async def is_empty(self, prefix: str) -> bool:
         """Whether no key lies below ``prefix`` (the whole store for ``""``)."""
         if prefix and not prefix.endswith("/"):
             prefix += "/"
-        async with _listing(self._store, prefix) as keys:
+        async with aclosing(stream_keys(self._store, prefix)) as keys:
             async for _ in keys:
                 return False
         return True
 
     # -- writing ------------------------------------------------------------------
     async def set(self, key: str, value: Buffer) -> None:
-        """Store ``value`` under ``key``."""
+        """Store ``value`` under ``key`` (in one batch with concurrent sets)."""
         self._check_writable()
         self._is_open = True
-        await self._store.set(key, _raw(value, key))
+        self._store._check_writable()
+        # Checked here, so a bad key or value fails only its own call, not a batch.
+        normalized = self._store._key(key)
+        raw = as_buffer(_raw(value, key), normalized)
+        if is_inline():
+            await self._store.set(normalized, raw)
+        else:
+            await self._sets.submit(normalized, raw)
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         """Store ``value`` under ``key`` unless ``key`` already holds a value."""
         self._check_writable()
         self._is_open = True
         raw = _raw(value, key)
-        if not await self._store.contains(key):
-            await self._store.set(key, raw)
+        with fast_hops():
+            if not await self._store.contains(key):
+                await self._store.set(key, raw)
 
     async def _set_many(self, values: Iterable[tuple[str, Buffer]]) -> None:
         # zarr's batch write: one aiostore set_many (a native batch).
         self._check_writable()
         self._is_open = True
-        await self._store.set_many([(key, _raw(value, key)) for key, value in values])
+        with fast_hops():
+            await self._store.set_many([(key, _raw(value, key)) for key, value in values])
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is not an error."""
         self._check_writable()
-        await self._store.delete_many([key])
+        self._store._check_writable()
+        normalized = self._store._key(key)
+        if is_inline():
+            await self._store.delete_many([normalized])
+        else:
+            await self._deletes.submit(normalized, None)
 
     async def delete_dir(self, prefix: str) -> None:
         """Remove every key below ``prefix`` (the whole store for ``""``)."""
         self._check_writable()
         path = prefix.strip("/")
-        if not path:
-            await self._store.clear()
-        elif await self._store.contains(path):
-            # ``path`` is itself a key, which zarr keeps: remove only what is below.
-            async with _listing(self._store, path + "/") as keys:
-                below = [key async for key in keys]
-            await self._store.delete_many(below)
-        else:
-            await self._store.rmdir(path)
+        with fast_hops():
+            if not path:
+                await self._store.clear()
+            elif await self._store.contains(path):
+                # ``path`` is itself a key, which zarr keeps: remove only what is below.
+                below = [key async for key in stream_keys(self._store, path + "/")]
+                await self._store.delete_many(below)
+            else:
+                await self._store.rmdir(path)
 
     async def clear(self) -> None:
         """Remove every key."""
         self._check_writable()
-        await self._store.clear()
+        with fast_hops():
+            await self._store.clear()
+
+    async def _set_batch(self, items: Sequence[tuple[str, Any]]) -> dict[str, BaseException]:
+        with fast_hops():
+            try:
+                await self._store.set_many(items)
+            except BatchWriteError as exc:
+                return exc.failed
+        return {}
+
+    async def _delete_batch(self, items: Sequence[tuple[str, Any]]) -> dict[str, BaseException]:
+        with fast_hops():
+            await self._store.delete_many([key for key, _ in items])
+        return {}
 
     # -- zarr 3's synchronous protocol ---------------------------------------------
     def get_sync(
@@ -402,45 +442,9 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
         return f"ZarrStore({self._store!r})"
 
 
-@asynccontextmanager
-async def _listing(store: Store, prefix: str) -> AsyncIterator[AsyncIterator[str]]:
-    """``store.list(prefix)``, closed on exit even when the loop stops early."""
-    keys = store.list(prefix)
-    try:
-        yield keys
-    finally:
-        aclose = getattr(keys, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
 def _raw(value: Buffer, key: str) -> Any:
     if not isinstance(value, Buffer):
         raise TypeError(
             f"ZarrStore.set(): value for key {key!r} must be a zarr Buffer, not {type(value).__name__}"
         )
     return value.as_buffer_like()
-
-
-async def _read_ranges_blocking(
-    store: BlockingStore, requests: Sequence[tuple[str, ByteRange | None]]
-) -> list[bytes | None]:
-    """Byte ranges of many keys from a blocking backend, one batch per thread hop."""
-    store._check_open()
-    checked = [(store._key(key), check_byte_range(request)) for key, request in requests]
-
-    def read_part(part: Sequence[tuple[str, ByteRange | None]]) -> list[bytes | None]:
-        out: list[bytes | None] = []
-        for key, request in part:
-            try:
-                out.append(store._get_blocking(key, request))
-            except KeyError:
-                out.append(None)
-        return out
-
-    values: list[bytes | None] = []
-    for _, result in await offload_batch(store._resource, read_part, checked, split=store._split_batches):
-        if isinstance(result, BaseException):
-            raise result
-        values.extend(result)
-    return values

@@ -1,0 +1,168 @@
+"""asyncio-side batching for :class:`aiostore.zarr3.ZarrStore` (no zarr import here).
+
+zarr 3 runs on asyncio -- usually on its own loop, started with ``run_forever`` --
+and calls the store once per chunk from thousands of tasks. Three things make
+that fast on aiostore:
+
+* :func:`fast_hops`: thread hops through asyncio's executor, not
+  ``anyio.to_thread`` (see :func:`aiostore._threads.executor_hops` for why);
+* :class:`WriteCoalescer`: concurrent single-key writes become one
+  ``set_many``/``delete_many`` batch (reads are coalesced by the backend's
+  own :class:`~aiostore._threads.GetCoalescer`);
+* :func:`read_ranges`: many byte ranges of a blocking backend read in one
+  batch of hops instead of one hop each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from ._threads import BlockingStore, executor_hops, offload_batch
+from .abc import ByteRange, Store, check_byte_range
+
+__all__ = ["WriteCoalescer", "fast_hops", "read_ranges", "stream_keys"]
+
+
+def fast_hops() -> AbstractContextManager[None]:
+    """:func:`~aiostore._threads.executor_hops` inside a running asyncio loop;
+    nothing elsewhere (under trio, or driven inline by the sync side).
+
+    >>> with fast_hops():
+    ...     pass
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return nullcontext()
+    return executor_hops()
+
+
+async def stream_keys(store: Store, prefix: str) -> AsyncGenerator[str, None]:
+    """``store.list(prefix)`` with fast hops for each page; closes the listing on exit.
+
+    The hops are switched on around each step only: a context variable set
+    inside an async generator would stay set in its consumer between steps.
+    """
+    keys = store.list(prefix)
+    try:
+        while True:
+            with fast_hops():
+                try:
+                    key = await anext(keys)
+                except StopAsyncIteration:
+                    return
+            yield key
+    finally:
+        aclose = getattr(keys, "aclose", None)
+        if aclose is not None:
+            with fast_hops():
+                await aclose()
+
+
+class _WriteBatch:
+    __slots__ = ("done", "items", "task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.items: dict[str, Any] = {}
+        self.done: asyncio.Future[dict[str, BaseException]] = loop.create_future()
+        self.task: asyncio.Task[None] | None = None
+
+
+class WriteCoalescer:
+    """Merge single-key writes made in the same event-loop tick into one batch.
+
+    The first call opens a batch and schedules its start with ``call_soon``, so
+    every task already ready to run adds its key first. The batch runs in a task
+    of its own, so one caller's cancellation cannot stop it for the others; a
+    cancelled caller still waits for the batch (its write cannot be recalled)
+    before it re-raises. Only for use inside a running asyncio loop.
+
+    Parameters
+    ----------
+    run_batch : async callable
+        ``run_batch(items) -> {key: error}`` for the keys that failed; an
+        exception it raises fails every key of the batch.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> batches = []
+    >>> async def write(items):
+    ...     batches.append(dict(items))
+    ...     return {}
+    >>> async def main():
+    ...     writes = WriteCoalescer(write)
+    ...     await asyncio.gather(*(writes.submit(f"k{i}", i) for i in range(3)))
+    >>> asyncio.run(main())
+    >>> batches
+    [{'k0': 0, 'k1': 1, 'k2': 2}]
+    """
+
+    def __init__(
+        self, run_batch: Callable[[Sequence[tuple[str, Any]]], Awaitable[dict[str, BaseException]]]
+    ) -> None:
+        self._run_batch = run_batch
+        # One open batch per event loop: a store may be used from several threads.
+        self._open: dict[asyncio.AbstractEventLoop, _WriteBatch] = {}
+
+    async def submit(self, key: str, payload: Any) -> None:
+        """Write ``payload`` under ``key`` in the next batch; raise this key's error."""
+        loop = asyncio.get_running_loop()
+        batch = self._open.get(loop)
+        if batch is None:
+            batch = self._open[loop] = _WriteBatch(loop)
+            loop.call_soon(self._start, loop, batch)
+        batch.items[key] = payload  # the same key twice (two writers at once): the last one wins
+        done = batch.done
+        try:
+            failed = await asyncio.shield(done)
+        except asyncio.CancelledError:
+            if not done.done():
+                await asyncio.wait([done])
+            raise
+        if key in failed:
+            raise failed[key]
+
+    def _start(self, loop: asyncio.AbstractEventLoop, batch: _WriteBatch) -> None:
+        if self._open.get(loop) is batch:
+            del self._open[loop]
+        batch.task = loop.create_task(self._run(batch))
+
+    async def _run(self, batch: _WriteBatch) -> None:
+        try:
+            failed = await self._run_batch(list(batch.items.items()))
+        except asyncio.CancelledError:
+            batch.done.cancel()
+            raise
+        except BaseException as exc:
+            batch.done.set_exception(exc)
+        else:
+            batch.done.set_result(failed)
+
+
+async def read_ranges(
+    store: BlockingStore, requests: Sequence[tuple[str, ByteRange | None]]
+) -> list[bytes | None]:
+    """Byte ranges of many keys of a blocking backend, one batch per thread hop;
+    None for a missing key."""
+    store._check_open()
+    checked = [(store._key(key), check_byte_range(request)) for key, request in requests]
+
+    def read_part(part: Sequence[tuple[str, ByteRange | None]]) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for key, request in part:
+            try:
+                out.append(store._get_blocking(key, request))
+            except KeyError:
+                out.append(None)
+        return out
+
+    values: list[bytes | None] = []
+    for _, result in await offload_batch(store._resource, read_part, checked, split=store._split_batches):
+        if isinstance(result, BaseException):
+            raise result
+        values.extend(result)
+    return values
