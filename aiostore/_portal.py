@@ -10,12 +10,14 @@ forgotten in a forked child (which starts its own on first use), and refuses
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import os
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["run_on_portal", "portal_thread", "portal_loop"]
+__all__ = ["run_on_portal", "portal_thread", "portal_loop", "spawn_on_portal"]
 
 T = TypeVar("T")
 
@@ -61,12 +63,29 @@ def portal_thread() -> threading.Thread | None:
 
 def portal_loop() -> asyncio.AbstractEventLoop:
     """The background loop, started if needed, for work scheduled there without
-    waiting for it (``asyncio.run_coroutine_threadsafe``, ``call_soon_threadsafe``).
+    waiting for it (:func:`spawn_on_portal`; ``call_soon_threadsafe`` with
+    ``context=contextvars.Context()``, for the reason given there).
 
     >>> portal_loop().is_running()
     True
     """
     return _get_portal().loop
+
+
+def spawn_on_portal(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    """Start ``coro`` on the background loop; return its future without waiting.
+
+    The coroutine runs in an empty ``contextvars`` context, not a copy of the
+    caller's: under anyio-on-trio the caller's context says "trio" to sniffio
+    (so anyio code on this asyncio loop would call trio), and inside
+    :func:`~aiostore._threads.run_inline` it says "inline".
+
+    >>> async def answer() -> int:
+    ...     return 42
+    >>> spawn_on_portal(answer()).result()
+    42
+    """
+    return contextvars.Context().run(asyncio.run_coroutine_threadsafe, coro, _get_portal().loop)
 
 
 def run_on_portal(coro: Coroutine[Any, Any, T]) -> T:
@@ -84,7 +103,7 @@ def run_on_portal(coro: Coroutine[Any, Any, T]) -> T:
             "aiostore sync API called from aiostore's own background event loop; "
             "use the async API there (this would deadlock)"
         )
-    future = asyncio.run_coroutine_threadsafe(coro, portal.loop)
+    future = contextvars.Context().run(asyncio.run_coroutine_threadsafe, coro, portal.loop)
     return future.result()
 
 
