@@ -38,6 +38,7 @@ Examples
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 from collections import OrderedDict, deque
@@ -49,7 +50,7 @@ import anyio.abc
 import anyio.to_thread
 
 from ._flight import RETRY, Flight
-from ._portal import portal_loop, portal_thread
+from ._portal import portal_thread, spawn_on_portal
 from ._threads import is_inline
 from .abc import Buffer, ByteRange, Store, slice_byte_range
 from .errors import BatchWriteError
@@ -168,6 +169,10 @@ class LRUStoreCache(Store):
         self._queue: OrderedDict[str, None] = OrderedDict()
         self._unread: dict[str, int] = {}
         self._unread_bytes = 0
+        # Keys in prefetch batches under way; the sizes of the values prefetched so far.
+        self._prefetch_pending = 0
+        self._prefetched_bytes = 0
+        self._prefetched_values = 0
         self._prefetcher: _Prefetcher | None = None
         #: Values served from memory.
         self.hits = 0
@@ -207,6 +212,11 @@ class LRUStoreCache(Store):
                 return
             while self._current_size + size > limit:
                 evicted, data = self._values.popitem(last=False)
+                if evicted in self._unread and self._current_size > self._unread_bytes:
+                    # Prefetched and not read yet, while values already read are
+                    # held: those go first, or prefetching would evict its own work.
+                    self._values[evicted] = data
+                    continue
                 self._current_size -= len(data)
                 if self._unread:
                     self._forget_unread_locked(evicted)
@@ -390,6 +400,11 @@ class LRUStoreCache(Store):
     ) -> None:
         with self._lock:
             inflight = self._inflight
+            if flight.prefetch:
+                self._prefetch_pending -= len(keys)
+                if found:
+                    self._prefetched_values += len(found)
+                    self._prefetched_bytes += sum(map(len, found.values()))
             for key in keys:
                 # A write or invalidation since the fetch began unregistered it:
                 # what it read may be older than the store, so it is not cached.
@@ -667,7 +682,7 @@ class LRUStoreCache(Store):
         if start is not None:
             serve = self._serve(start)
             try:
-                asyncio.run_coroutine_threadsafe(serve, portal_loop())
+                spawn_on_portal(serve)
             except BaseException:
                 serve.close()
                 with self._lock:
@@ -678,7 +693,10 @@ class LRUStoreCache(Store):
         elif spawn > 0 and service.loop is not None and service.task_group is not None:
             for _ in range(spawn):
                 service.loop.call_soon_threadsafe(
-                    service.task_group.start_soon, self._prefetch_worker, service
+                    service.task_group.start_soon,
+                    self._prefetch_worker,
+                    service,
+                    context=contextvars.Context(),
                 )
         return queued
 
@@ -690,7 +708,7 @@ class LRUStoreCache(Store):
             return
         service.paused = False
         try:
-            service.loop.call_soon_threadsafe(service.wake)
+            service.loop.call_soon_threadsafe(service.wake, context=contextvars.Context())
         except RuntimeError:  # the loop is closed (interpreter exit)
             pass
 
@@ -754,15 +772,27 @@ class LRUStoreCache(Store):
                 service.all_done.set()
 
     def _take_prefetch_batch_locked(self) -> list[str] | None:
-        """The next keys to prefetch, or None (queue empty, or no room)."""
-        if self._max_size is not None and self._unread_bytes >= self._max_size:
-            return None
+        """The next keys to prefetch, or None (queue empty, or no room).
+
+        With a ``max_size``, the bytes read ahead and not yet read back (plus
+        what batches under way are expected to bring) stay within it: a batch is
+        sized to the room left, at the average size of the values prefetched so far.
+        """
+        count = self._prefetch_batch_size
+        if self._max_size is not None:
+            average = self._prefetched_bytes // self._prefetched_values if self._prefetched_values else 0
+            expected = self._unread_bytes + self._prefetch_pending * average
+            if expected >= self._max_size:
+                return None
+            if average:
+                count = max(1, min(count, (self._max_size - expected) // average))
         keys: list[str] = []
         queue, values, inflight = self._queue, self._values, self._inflight
-        while queue and len(keys) < self._prefetch_batch_size:
+        while queue and len(keys) < count:
             key, _ = queue.popitem(last=False)
             if key not in values and key not in inflight:
                 keys.append(key)
+        self._prefetch_pending += len(keys)
         return keys or None
 
     async def _stop_prefetcher(self) -> None:
@@ -776,7 +806,7 @@ class LRUStoreCache(Store):
             loop, tg = service.loop, service.task_group
         if loop is not None and tg is not None:
             try:
-                loop.call_soon_threadsafe(tg.cancel_scope.cancel)
+                loop.call_soon_threadsafe(tg.cancel_scope.cancel, context=contextvars.Context())
             except RuntimeError:  # the loop is closed: nothing runs there any more
                 return
         if threading.current_thread() is portal_thread():
