@@ -23,7 +23,20 @@ from typing import Any
 from ._threads import BlockingStore, executor_hops, offload_batch
 from .abc import ByteRange, Store, check_byte_range
 
-__all__ = ["WriteCoalescer", "fast_hops", "read_ranges", "stream_keys"]
+__all__ = ["WriteCoalescer", "asyncio_running", "fast_hops", "read_ranges", "stream_keys"]
+
+
+def asyncio_running() -> bool:
+    """True inside a running asyncio event loop (not under trio, not in sync code).
+
+    >>> asyncio_running()
+    False
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def fast_hops() -> AbstractContextManager[None]:
@@ -33,11 +46,7 @@ def fast_hops() -> AbstractContextManager[None]:
     >>> with fast_hops():
     ...     pass
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return nullcontext()
-    return executor_hops()
+    return executor_hops() if asyncio_running() else nullcontext()
 
 
 async def stream_keys(store: Store, prefix: str) -> AsyncGenerator[str, None]:

@@ -43,7 +43,7 @@ from zarr.core.buffer import (  # type: ignore[import-not-found,import-untyped,u
 )
 
 from ._threads import BlockingStore, is_inline
-from ._zarr3_batching import WriteCoalescer, fast_hops, read_ranges, stream_keys
+from ._zarr3_batching import WriteCoalescer, asyncio_running, fast_hops, read_ranges, stream_keys
 from .abc import ByteRange, Store, as_buffer
 from .errors import BatchWriteError
 from .mapping import as_store
@@ -343,7 +343,7 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
         # Checked here, so a bad key or value fails only its own call, not a batch.
         normalized = self._store._key(key)
         raw = as_buffer(_raw(value, key), normalized)
-        if is_inline():
+        if _direct():
             await self._store.set(normalized, raw)
         else:
             await self._sets.submit(normalized, raw)
@@ -369,7 +369,7 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
         self._check_writable()
         self._store._check_writable()
         normalized = self._store._key(key)
-        if is_inline():
+        if _direct():
             await self._store.delete_many([normalized])
         else:
             await self._deletes.submit(normalized, None)
@@ -440,6 +440,12 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
 
     def __repr__(self) -> str:
         return f"ZarrStore({self._store!r})"
+
+
+def _direct() -> bool:
+    """True where writes are not coalesced: driven inline by the sync protocol,
+    or outside asyncio (zarr 3 itself always runs on asyncio)."""
+    return is_inline() or not asyncio_running()
 
 
 def _raw(value: Buffer, key: str) -> Any:
