@@ -12,13 +12,15 @@ one by one finds them in memory, or in flight, when it gets there.
 
 Where things run
 ----------------
-Reads and writes run wherever the caller runs. Over a blocking or in-memory
-store (a dict, a directory, LMDB ...), the sync twin :class:`aiostore.sync.LRUStoreCache`
-drives the cache inline in the caller's thread, like the store itself: a hit is
-a dict lookup under a lock, with no event loop involved. Prefetching needs
-background tasks, so it always runs on aiostore's background event loop
-(:mod:`aiostore._portal`), whichever side called :meth:`~LRUStoreCache.prefetch`;
-readers in any thread or loop can wait for what it fetches.
+Async callers run the cache in their own event loop. The sync twin
+:class:`aiostore.sync.LRUStoreCache` drives it inline, in the caller's thread,
+whatever the store: a hit is a dict lookup under a lock, with no event loop and
+no thread hop. Only the calls that reach the store go elsewhere when they must:
+a natively async store's (an object store's) run on aiostore's background event
+loop (:mod:`aiostore._portal`); a blocking store's run in the caller's thread.
+Prefetching needs background tasks, so it always runs on that background loop,
+whichever side called :meth:`~LRUStoreCache.prefetch`; readers in any thread
+or loop can wait for what it fetches.
 
 Examples
 --------
@@ -42,21 +44,23 @@ import contextvars
 import os
 import threading
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
 import anyio.to_thread
 
 from ._flight import RETRY, Flight
-from ._portal import portal_thread, spawn_on_portal
+from ._portal import portal_thread, run_on_portal, spawn_on_portal
 from ._threads import is_inline
 from .abc import Buffer, ByteRange, Store, slice_byte_range
 from .errors import BatchWriteError
 from .mapping import as_store
 
 __all__ = ["LRUStoreCache"]
+
+T = TypeVar("T")
 
 
 class _Prefetcher:
@@ -127,6 +131,10 @@ class LRUStoreCache(Store):
     ['k'] True
     """
 
+    #: The sync side always drives the cache inline, in the caller's thread: a hit
+    #: never leaves it, whatever the store; see ``_call`` for the store's calls.
+    _sync_inline = True
+
     def __init__(
         self,
         store: object,
@@ -144,9 +152,9 @@ class LRUStoreCache(Store):
         # Keys are normalized exactly as the store does, so the keys the store
         # answers with are the keys the cache asked for.
         self._normalize_keys = inner._normalize_keys
-        # Inline on the sync side exactly when the store is: nothing here suspends
-        # except the store's own calls and waits for other readers' fetches.
-        self._sync_inline = inner._sync_inline  # type: ignore[misc]
+        # The store's calls go through the portal when the cache runs inline but
+        # the store cannot (see _call); the cache itself never suspends otherwise.
+        self._store_inline = inner._sync_inline
         self.supports_deletes = inner.supports_deletes  # type: ignore[misc]
         self.supports_listing = inner.supports_listing  # type: ignore[misc]
         self._store = inner
@@ -182,6 +190,17 @@ class LRUStoreCache(Store):
         self.prefetch_errors = 0
         #: The last of those errors, for diagnosis.
         self.last_prefetch_error: BaseException | None = None
+
+    # -- reaching the store ----------------------------------------------------------
+    def _via_portal(self) -> bool:
+        return is_inline() and not self._store_inline
+
+    async def _call(self, call: Coroutine[Any, Any, T]) -> T:
+        """Await a call of the wrapped store; from the sync side (inline, in the
+        caller's thread), a natively async store's call runs on the portal."""
+        if self._via_portal():
+            return run_on_portal(call)
+        return await call
 
     # -- properties ---------------------------------------------------------------
     @property
@@ -326,7 +345,7 @@ class LRUStoreCache(Store):
         if value is not None:
             return slice_byte_range(value, byte_range)
         # A part of a value is not worth caching; the store reads just that part.
-        return await self._store.get(key, byte_range)
+        return await self._call(self._store.get(key, byte_range))
 
     async def _get_many(self, keys: list[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
@@ -382,11 +401,11 @@ class LRUStoreCache(Store):
             if len(keys) == 1:
                 # A single get lets the store coalesce it with its other gets.
                 try:
-                    found = {keys[0]: await self._store.get(keys[0])}
+                    found = {keys[0]: await self._call(self._store.get(keys[0]))}
                 except KeyError:
                     found = {}
             else:
-                found = await self._store.get_many(keys)
+                found = await self._call(self._store.get_many(keys))
         except BaseException as exc:
             # An error is shared with the readers who joined; a cancellation
             # is not (they retry on their own).
@@ -426,7 +445,7 @@ class LRUStoreCache(Store):
             if known is not None:
                 return known
             epoch = self._epoch
-        answer = await self._store.contains(key)
+        answer = await self._call(self._store.contains(key))
         with self._lock:
             if self._epoch == epoch:
                 self._contains_cache[key] = answer
@@ -440,10 +459,14 @@ class LRUStoreCache(Store):
             if prefix:
                 # Only the whole listing is cached: listing all of a big remote
                 # store to answer one prefix would cost more than it saves.
-                async for key in self._store.list(prefix):
-                    yield key
+                if self._via_portal():
+                    for key in run_on_portal(_collect(self._store.list(prefix))):
+                        yield key
+                else:
+                    async for key in self._store.list(prefix):
+                        yield key
                 return
-            cached = [key async for key in self._store.list()]
+            cached = await self._call(_collect(self._store.list()))
             with self._lock:
                 if self._epoch == epoch:
                     self._keys_cache = dict.fromkeys(cached)
@@ -456,14 +479,14 @@ class LRUStoreCache(Store):
             listing = self._listdir_cache.get(path)
             epoch = self._epoch
         if listing is None:
-            listing = await self._store.listdir(path)
+            listing = await self._call(self._store.listdir(path))
             with self._lock:
                 if self._epoch == epoch:
                     self._listdir_cache[path] = listing
         return list(listing)
 
     async def _getsize(self, path: str) -> int:
-        return await self._store.getsize(path)
+        return await self._call(self._store.getsize(path))
 
     # -- writes ----------------------------------------------------------------------
     def _begin_write(self, keys: Iterable[str]) -> None:
@@ -546,7 +569,7 @@ class LRUStoreCache(Store):
     async def _set(self, key: str, value: Buffer) -> None:
         self._begin_write((key,))
         try:
-            await self._store.set(key, value)
+            await self._call(self._store.set(key, value))
         except BaseException:
             self._end_write(failed=(key,))
             raise
@@ -555,7 +578,7 @@ class LRUStoreCache(Store):
     async def _set_many(self, items: list[tuple[str, Buffer]]) -> None:
         self._begin_write(key for key, _ in items)
         try:
-            await self._store.set_many(items)
+            await self._call(self._store.set_many(items))
         except BatchWriteError as exc:
             self._end_write(
                 written=[(k, v) for k, v in items if k not in exc.failed], failed=list(exc.failed)
@@ -569,7 +592,7 @@ class LRUStoreCache(Store):
     async def _delete(self, key: str) -> None:
         self._begin_write((key,))
         try:
-            await self._store.delete(key)
+            await self._call(self._store.delete(key))
         except KeyError:
             self._end_write(deleted=(key,))
             raise
@@ -581,17 +604,17 @@ class LRUStoreCache(Store):
     async def _delete_many(self, keys: list[str]) -> None:
         self._begin_write(keys)
         try:
-            await self._store.delete_many(keys)
+            await self._call(self._store.delete_many(keys))
         except BaseException:
             self._end_write(failed=keys)
             raise
         self._end_write(deleted=keys)
 
-    async def _structural(self, operation: Awaitable[None], paths: tuple[str, ...]) -> None:
+    async def _structural(self, operation: Coroutine[Any, Any, None], paths: tuple[str, ...]) -> None:
         """Run a write that touches whole subtrees, dropping what it may change."""
         self._drop_paths(paths)
         try:
-            await operation
+            await self._call(operation)
         finally:
             self._drop_paths(paths)
 
@@ -619,13 +642,13 @@ class LRUStoreCache(Store):
         await self._structural(self._store.clear(), ("",))
 
     async def _flush(self) -> None:
-        await self._store.flush()
+        await self._call(self._store.flush())
 
     async def _close(self) -> None:
         try:
             await self._stop_prefetcher()
         finally:
-            await self._store.aclose()
+            await self._call(self._store.aclose())
 
     # -- prefetch --------------------------------------------------------------------
     def prefetch(self, keys: Iterable[str]) -> int:
@@ -836,3 +859,7 @@ class LRUStoreCache(Store):
 
     def __repr__(self) -> str:
         return f"LRUStoreCache({self._store!r}, max_size={self._max_size!r})"
+
+
+async def _collect(keys: AsyncIterator[str]) -> list[str]:
+    return [key async for key in keys]

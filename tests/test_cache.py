@@ -8,7 +8,8 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, MutableMapping
+from typing import Any, TypeVar
 
 import anyio
 import pytest
@@ -16,6 +17,8 @@ import pytest
 from aiostore import LRUStoreCache, MappingStore, MemoryStore, ReadOnlyError
 from aiostore import sync as aiosync
 from aiostore.abc import ByteRange, slice_byte_range
+
+T = TypeVar("T")
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
@@ -652,13 +655,31 @@ def test_prefetch_from_sync_code_over_an_inline_store() -> None:
     cache.close()
 
 
-def test_sync_cache_over_a_natively_async_store_runs_on_the_portal() -> None:
+def test_sync_cache_over_a_natively_async_store_hits_without_leaving_the_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aiostore.cache
+
+    hops: list[object] = []
+    real = aiostore.cache.run_on_portal
+
+    def counted(call: Coroutine[Any, Any, T]) -> T:
+        hops.append(call)
+        return real(call)
+
+    monkeypatch.setattr(aiostore.cache, "run_on_portal", counted)
     store = GatedStore()
     store.gate.set()
     cache = aiosync.LRUStoreCache(store, max_size=None)
-    assert not cache._inline
+    assert cache._inline  # driven in the caller's thread ...
     cache["a"] = b"1"
-    assert cache["a"] == b"1" and cache.hits == 1
-    cache.prefetch(["a", "b"])
+    assert len(hops) == 1  # ... the store's write went to the portal,
+    assert cache["a"] == b"1" and cache.getitems(["a"], contexts={}) == {"a": b"1"}
+    assert len(hops) == 1 and cache.hits == 2  # hits did not
     assert cache.getitems(["a", "b"], contexts={}) == {"a": b"1"}
+    assert len(hops) == 2 and store.fetched == Counter({"b": 1})
+    cache.prefetch(["c"])
+    wait_until(lambda: cache.async_store._prefetcher is None)
+    assert "c" not in cache and len(hops) == 3  # contains is the store's: one hop
     cache.close()
+    assert store.closed
