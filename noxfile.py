@@ -60,9 +60,9 @@ def zarr2(session: nox.Session) -> None:
 
 @nox.session(python=_python312())
 def zarr3(session: nox.Session) -> None:
-    """The zarr 3 adapter under the newest zarr 3, with zarr's own StoreTests."""
-    session.install("-e", ".", *TEST_DEPS, "zarr>=3", "xarray", "dask")
-    session.run("pytest", "tests/zarr3", *session.posargs)
+    """The zarr 3 adapter under the newest zarr 3, with zarr's own StoreTests and its doctests."""
+    session.install("-e", ".", *TEST_DEPS, "zarr>=3,<4", "xarray", "dask")
+    session.run("pytest", "tests/zarr3", "--doctest-modules", "aiostore/zarr3.py", *session.posargs)
 
 
 @nox.session
