@@ -3,8 +3,8 @@
 Issue 2's benchmark. In one run, 10,000 values of 16 KiB (``--count``, ``--size``)
 under the same keys for every way: zarr-3-style nested chunk keys, 100 files per
 directory. Reads have a warm page cache: the files are written once, then each way
-reads all of them; writes go into an emptied directory (``os.sync()``-ed, outside
-the timing), fsync off for everyone. Each way runs ``--repeat`` times, in
+reads all of them; writes go into a new empty directory (made and ``os.sync()``-ed
+outside the timing), fsync off for everyone. Each way runs ``--repeat`` times, in
 interleaved rounds, and its best run counts. Each way's first result is checked:
 every value read, every file written (and no temp file left behind).
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.metadata
+import itertools
 import json
 import os
 import random
@@ -121,15 +122,22 @@ def reader(ctx: Context, once: Callable[[], tuple[float, Any]]) -> Run:
 
 
 def writer(ctx: Context, name: str, once: Callable[[str], float]) -> Run:
-    """A write way from ``once(target directory) -> seconds``."""
-    target = os.path.join(ctx.base, "write-" + "".join(c if c.isalnum() else "-" for c in name))
+    """A write way from ``once(target directory) -> seconds``.
+
+    Each run writes into a new directory, and all are removed only at the end:
+    on ext4 (with ``discard`` at least), writing into space just freed costs
+    several times more kernel time than writing into fresh space, which made a
+    way's time depend on what ran before it.
+    """
+    prefix = os.path.join(ctx.base, "write-" + "".join(c if c.isalnum() else "-" for c in name))
+    runs = itertools.count()
 
     def run(check: bool) -> float:
+        target = f"{prefix}-{next(runs)}"
         fresh_dir(target)
         seconds = once(target)
         if check:
             check_written(ctx, target)
-        shutil.rmtree(target)
         return seconds
 
     return run
@@ -554,7 +562,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if zarr3 is not None:
             zarr3.close()
-        if not args.dir:
+        if args.dir:
+            for name in os.listdir(base):
+                if name.startswith("write-"):
+                    shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        else:
             shutil.rmtree(base, ignore_errors=True)
 
     size = f"{args.size // 1024} KiB" if args.size % 1024 == 0 else f"{args.size} B"
