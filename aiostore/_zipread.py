@@ -14,7 +14,8 @@ Examples
 >>> path = os.path.join(tmp.name, "x.zip")
 >>> with zipfile.ZipFile(path, "w") as zf:
 ...     zf.writestr("k", b"hello")
->>> info = zipfile.ZipFile(path).getinfo("k")
+>>> with zipfile.ZipFile(path) as zf:
+...     info = zf.getinfo("k")
 >>> reader = EntryReader(path)
 >>> reader.read_many([("k", info)], fallback=None), reader.read(info, (1, 3), fallback=None)
 ({'k': b'hello'}, b'el')
