@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import Any, ClassVar, TypeAlias
 
 from .errors import BatchWriteError, ClosedStoreError, ReadOnlyError
-from .keys import normalize_key, normalize_path, parent_prefix
+from .keys import normalize_key, normalize_keys, normalize_path, parent_prefix
 
 __all__ = [
     "Store",
@@ -217,6 +217,13 @@ class Store(abc.ABC):
     def _key(self, key: object) -> str:
         return normalize_key(key, lower=self._normalize_keys)
 
+    def _batch_keys(self, keys: Iterable[object]) -> list[str]:
+        """The normalized keys of a batch, duplicates dropped (first kept)."""
+        if type(self)._key is not Store._key:
+            # A subclass adds rules of its own to every key.
+            return list(dict.fromkeys(self._key(k) for k in keys))
+        return normalize_keys(keys, lower=self._normalize_keys)
+
     def _path(self, path: object) -> str:
         return normalize_path(path, lower=self._normalize_keys)
 
@@ -343,7 +350,7 @@ class Store(abc.ABC):
         The keys in the result are the normalized keys.
         """
         self._check_open()
-        normalized = list(dict.fromkeys(self._key(k) for k in keys))
+        normalized = self._batch_keys(keys)
         if not normalized:
             return {}
         return await self._get_many(normalized)
@@ -374,7 +381,7 @@ class Store(abc.ABC):
     async def delete_many(self, keys: Iterable[str]) -> None:
         """Remove the given keys; missing keys are ignored."""
         self._check_writable()
-        normalized = list(dict.fromkeys(self._key(k) for k in keys))
+        normalized = self._batch_keys(keys)
         if normalized:
             await self._delete_many(normalized)
 
