@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, TypeVar
 
-from ._threads import BlockingStore, executor_hops, offload_batch
+from ._threads import BlockingStore, executor_hops, offload_batch, thread_limit
 from .abc import ByteRange, Store, check_byte_range
 
-__all__ = ["WriteCoalescer", "asyncio_running", "fast_hops", "read_ranges", "stream_keys"]
+__all__ = ["WriteCoalescer", "asyncio_running", "fast_hops", "read_ranges", "stream_keys", "write_groups"]
+
+T = TypeVar("T")
 
 
 def asyncio_running() -> bool:
@@ -150,6 +152,33 @@ class WriteCoalescer:
             batch.done.set_exception(exc)
         else:
             batch.done.set_result(failed)
+
+
+def write_groups(store: Store, items: Sequence[T]) -> list[Sequence[T]]:
+    """Split a batch of writes into one group per worker thread, for concurrent batches.
+
+    A small file write costs several thread hops (a temporary file, a rename), so
+    unlike reads, even a few writes are worth spreading over the backend's threads
+    (``split_batch`` keeps parts of at least 16 keys, right for reads). Backends
+    with one writer (``_split_batches = False``) get a single group.
+
+    >>> from aiostore import MappingStore, MemoryStore
+    >>> [len(g) for g in write_groups(MemoryStore(), list(range(10)))]
+    [10]
+    >>> len(write_groups(MappingStore({}), list(range(10))))
+    1
+    """
+    if not isinstance(store, BlockingStore) or not store._split_batches or len(items) < 2:
+        return [items]
+    parts = min(thread_limit(store._resource), len(items))
+    size, extra = divmod(len(items), parts)
+    groups: list[Sequence[T]] = []
+    start = 0
+    for i in range(parts):
+        stop = start + size + (1 if i < extra else 0)
+        groups.append(items[start:stop])
+        start = stop
+    return groups
 
 
 async def read_ranges(

@@ -24,6 +24,7 @@ Examples
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from contextlib import aclosing
 from typing import Any
@@ -43,7 +44,14 @@ from zarr.core.buffer import (  # type: ignore[import-not-found,import-untyped,u
 )
 
 from ._threads import BlockingStore, is_inline
-from ._zarr3_batching import WriteCoalescer, asyncio_running, fast_hops, read_ranges, stream_keys
+from ._zarr3_batching import (
+    WriteCoalescer,
+    asyncio_running,
+    fast_hops,
+    read_ranges,
+    stream_keys,
+    write_groups,
+)
 from .abc import ByteRange, Store, as_buffer
 from .errors import BatchWriteError
 from .mapping import as_store
@@ -395,16 +403,25 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
             await self._store.clear()
 
     async def _set_batch(self, items: Sequence[tuple[str, Any]]) -> dict[str, BaseException]:
-        with fast_hops():
+        async def write(group: Sequence[tuple[str, Any]]) -> dict[str, BaseException]:
             try:
-                await self._store.set_many(items)
+                await self._store.set_many(group)
             except BatchWriteError as exc:
                 return exc.failed
-        return {}
+            return {}
+
+        failed: dict[str, BaseException] = {}
+        with fast_hops():
+            for result in await asyncio.gather(*map(write, write_groups(self._store, items))):
+                failed.update(result)
+        return failed
 
     async def _delete_batch(self, items: Sequence[tuple[str, Any]]) -> dict[str, BaseException]:
+        async def remove(group: Sequence[tuple[str, Any]]) -> None:
+            await self._store.delete_many([key for key, _ in group])
+
         with fast_hops():
-            await self._store.delete_many([key for key, _ in items])
+            await asyncio.gather(*map(remove, write_groups(self._store, items)))
         return {}
 
     # -- zarr 3's synchronous protocol ---------------------------------------------
