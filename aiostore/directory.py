@@ -37,13 +37,14 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ._threads import BlockingStore
 from .abc import Buffer, ByteRange
 from .errors import BatchWriteError
 from .keys import key_to_fs_path, normalize_path
+from .keys import normalize_keys as _normalize_batch
 
 __all__ = ["DirectoryStore", "NestedDirectoryStore", "TempStore", "TEMP_PREFIX"]
 
@@ -196,6 +197,14 @@ class DirectoryStore(BlockingStore):
     def _key(self, key: object) -> str:
         normalized = super()._key(key)
         _refuse_temp_names(normalized, key)
+        return normalized
+
+    def _batch_keys(self, keys: Iterable[object]) -> list[str]:
+        # The fast batch check of aiostore.keys, plus one C-level scan for temp names.
+        batch = keys if isinstance(keys, list) else list(keys)
+        normalized = _normalize_batch(batch, lower=self._normalize_keys)
+        if TEMP_PREFIX in "\x00".join(normalized):
+            return list(dict.fromkeys(self._key(k) for k in batch))  # names the bad key
         return normalized
 
     def _path(self, path: object) -> str:

@@ -285,6 +285,12 @@ async def test_temporary_files_are_never_keys(store: DirectoryStore, root: pathl
             await store.get(key) if key.islower() else await store.set(key.lower(), b"")
     with pytest.raises(ValueError, match="reserved"):
         await store.listdir(f"a/{TEMP_PREFIX}dir")
+    for batch_call in (store.get_many, store.delete_many):
+        with pytest.raises(ValueError, match=f"'a/{TEMP_PREFIX}dead'"):
+            await batch_call(["a/x", f"a/{TEMP_PREFIX}dead"])
+    with pytest.raises(ValueError, match="reserved"):
+        await store.set_many({"ok": b"", f"{TEMP_PREFIX}dead": b""})
+    assert not await store.contains("ok")
     await store.clear()  # and clear removes them too
     assert os.listdir(root) == []
 
