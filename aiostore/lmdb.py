@@ -372,7 +372,8 @@ class LMDBStore(BlockingStore):
     def _get_batch(self, keys: Sequence[str]) -> dict[str, bytes]:
         if not keys:
             return {}
-        encoded = [_encode(k) for k in keys]
+        # Normalized keys hold no NUL: encode them all in one call.
+        encoded = "\x00".join(keys).encode("utf-8", "surrogateescape").split(b"\x00")
         if max(map(len, encoded)) > self._max_key:
             # Keys LMDB cannot hold cannot be in the store.
             pairs = [(k, e) for k, e in zip(keys, encoded, strict=True) if len(e) <= self._max_key]
