@@ -39,21 +39,15 @@ Examples
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import os
 import threading
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
-import anyio
-import anyio.abc
-import anyio.to_thread
-
 from ._flight import RETRY, Flight
-from ._portal import portal_thread, run_on_portal, spawn_on_portal
+from ._portal import run_on_portal
 from ._threads import is_inline
+from ._workers import WAIT, PortalWorkers, Wait
 from .abc import Buffer, ByteRange, Store, slice_byte_range
 from .errors import BatchWriteError
 from .mapping import as_store
@@ -61,34 +55,6 @@ from .mapping import as_store
 __all__ = ["LRUStoreCache"]
 
 T = TypeVar("T")
-
-
-class _Prefetcher:
-    """The background workers of one cache: a task group on the portal loop.
-
-    Started on the first :meth:`LRUStoreCache.prefetch`; it ends by itself once
-    the queue is empty (so a forgotten cache holds no task), and
-    :meth:`LRUStoreCache.aclose` cancels it. Fields are guarded by the cache's lock.
-    """
-
-    def __init__(self, workers: int) -> None:
-        #: Workers running or scheduled to start; the service ends when it drops to 0.
-        self.active = workers
-        self.stopped = False
-        #: A worker waits for room: the cache is full of prefetched, unread values.
-        self.paused = False
-        self.pid = os.getpid()
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.task_group: anyio.abc.TaskGroup | None = None
-        self.room: anyio.Event | None = None
-        self.all_done: anyio.Event | None = None
-        self.finished = threading.Event()
-
-    def wake(self) -> None:
-        """Wake the paused workers (runs in the portal loop)."""
-        if self.room is not None:
-            self.room.set()
-            self.room = anyio.Event()
 
 
 class LRUStoreCache(Store):
@@ -181,7 +147,13 @@ class LRUStoreCache(Store):
         self._prefetch_pending = 0
         self._prefetched_bytes = 0
         self._prefetched_values = 0
-        self._prefetcher: _Prefetcher | None = None
+        self._workers = PortalWorkers(
+            self._lock,
+            prefetch_concurrency,
+            self._next_prefetch_job_locked,
+            self._run_prefetch_job,
+            self._prefetch_failed,
+        )
         #: Values served from memory.
         self.hits = 0
         #: Values that were not in memory (fetched, or waited for).
@@ -646,7 +618,9 @@ class LRUStoreCache(Store):
 
     async def _close(self) -> None:
         try:
-            await self._stop_prefetcher()
+            with self._lock:
+                self._queue.clear()
+            await self._workers.stop()
         finally:
             await self._call(self._store.aclose())
 
@@ -682,8 +656,6 @@ class LRUStoreCache(Store):
         """
         self._check_open()
         normalized = [self._key(key) for key in keys]
-        spawn = 0
-        start: _Prefetcher | None = None
         with self._lock:
             values, inflight, queue = self._values, self._inflight, self._queue
             queued = 0
@@ -692,121 +664,25 @@ class LRUStoreCache(Store):
                     continue
                 queue[key] = None
                 queued += 1
-            if not queued:
-                return 0
-            service = self._prefetcher
-            if service is not None and service.pid != os.getpid():
-                service = self._prefetcher = None  # forked: that loop is in the parent
-            if service is None:
-                service = start = self._prefetcher = _Prefetcher(self._prefetch_concurrency)
-            elif service.loop is not None and not service.stopped:
-                spawn = self._prefetch_concurrency - service.active
-                service.active += max(spawn, 0)
-        if start is not None:
-            serve = self._serve(start)
-            try:
-                spawn_on_portal(serve)
-            except BaseException:
-                serve.close()
-                with self._lock:
-                    if self._prefetcher is start:
-                        self._prefetcher = None
-                start.finished.set()
-                raise
-        elif spawn > 0 and service.loop is not None and service.task_group is not None:
-            for _ in range(spawn):
-                service.loop.call_soon_threadsafe(
-                    service.task_group.start_soon,
-                    self._prefetch_worker,
-                    service,
-                    context=contextvars.Context(),
-                )
+        if queued:
+            self._workers.start()
         return queued
 
-    def _wake_prefetcher_locked(self) -> None:
-        service = self._prefetcher
-        if service is None or not service.paused or service.loop is None:
-            return
-        if self._max_size is not None and self._unread_bytes >= self._max_size:
-            return
-        service.paused = False
-        try:
-            service.loop.call_soon_threadsafe(service.wake, context=contextvars.Context())
-        except RuntimeError:  # the loop is closed (interpreter exit)
-            pass
-
-    async def _serve(self, service: _Prefetcher) -> None:
-        try:
-            async with anyio.create_task_group() as tg:
-                with self._lock:
-                    service.loop = asyncio.get_running_loop()
-                    service.task_group = tg
-                    service.room = anyio.Event()
-                    service.all_done = anyio.Event()
-                    workers = service.active
-                    if service.stopped:
-                        tg.cancel_scope.cancel()
-                for _ in range(workers):
-                    tg.start_soon(self._prefetch_worker, service)
-                await service.all_done.wait()
-        except Exception as exc:  # a bug, not a fetch error: recorded, never unhandled
-            with self._lock:
-                self.prefetch_errors += 1
-                self.last_prefetch_error = exc
-        finally:
-            with self._lock:
-                if self._prefetcher is service:
-                    self._prefetcher = None
-            service.finished.set()
-
-    async def _prefetch_worker(self, service: _Prefetcher) -> None:
-        try:
-            while True:
-                with self._lock:
-                    if service.stopped:
-                        return
-                    keys = self._take_prefetch_batch_locked()
-                    if keys is None and not self._queue:
-                        return
-                    room = service.room
-                    if keys is None:
-                        service.paused = True
-                    else:
-                        flight = Flight(prefetch=True)
-                        for key in keys:
-                            self._inflight[key] = flight
-                if keys is None:
-                    if room is not None:
-                        await room.wait()
-                    continue
-                try:
-                    await self._fetch(flight, keys)
-                except Exception as exc:
-                    with self._lock:
-                        self.prefetch_errors += 1
-                        self.last_prefetch_error = exc
-        finally:
-            with self._lock:
-                service.active -= 1
-                last = service.active == 0
-                if last and self._prefetcher is service:
-                    self._prefetcher = None
-            if last and service.all_done is not None:
-                service.all_done.set()
-
-    def _take_prefetch_batch_locked(self) -> list[str] | None:
-        """The next keys to prefetch, or None (queue empty, or no room).
+    def _next_prefetch_job_locked(self) -> tuple[Flight, list[str]] | Wait | None:
+        """The next batch to prefetch; WAIT while there is no room; None when done.
 
         With a ``max_size``, the bytes read ahead and not yet read back (plus
         what batches under way are expected to bring) stay within it: a batch is
         sized to the room left, at the average size of the values prefetched so far.
         """
+        if not self._queue:
+            return None
         count = self._prefetch_batch_size
         if self._max_size is not None:
             average = self._prefetched_bytes // self._prefetched_values if self._prefetched_values else 0
             expected = self._unread_bytes + self._prefetch_pending * average
             if expected >= self._max_size:
-                return None
+                return WAIT
             if average:
                 count = max(1, min(count, (self._max_size - expected) // average))
         keys: list[str] = []
@@ -815,29 +691,25 @@ class LRUStoreCache(Store):
             key, _ = queue.popitem(last=False)
             if key not in values and key not in inflight:
                 keys.append(key)
+        if not keys:
+            return None
+        flight = Flight(prefetch=True)
+        for key in keys:
+            inflight[key] = flight
         self._prefetch_pending += len(keys)
-        return keys or None
+        return flight, keys
 
-    async def _stop_prefetcher(self) -> None:
+    async def _run_prefetch_job(self, job: tuple[Flight, list[str]]) -> None:
+        await self._fetch(*job)
+
+    def _prefetch_failed(self, error: Exception) -> None:
         with self._lock:
-            service = self._prefetcher
-            self._prefetcher = None
-            self._queue.clear()
-            if service is None or service.pid != os.getpid():
-                return
-            service.stopped = True
-            loop, tg = service.loop, service.task_group
-        if loop is not None and tg is not None:
-            try:
-                loop.call_soon_threadsafe(tg.cancel_scope.cancel, context=contextvars.Context())
-            except RuntimeError:  # the loop is closed: nothing runs there any more
-                return
-        if threading.current_thread() is portal_thread():
-            return  # waiting here would block the loop the workers need to finish
-        if is_inline():
-            service.finished.wait()
-        else:
-            await anyio.to_thread.run_sync(service.finished.wait, abandon_on_cancel=True)
+            self.prefetch_errors += 1
+            self.last_prefetch_error = error
+
+    def _wake_prefetcher_locked(self) -> None:
+        if self._max_size is None or self._unread_bytes < self._max_size:
+            self._workers.wake_locked()
 
     # -- identity ----------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:

@@ -585,7 +585,7 @@ async def test_prefetch_errors_are_recorded_not_raised_and_a_read_retries(
     store.failures.append(OSError("throttled"))
     cache = LRUStoreCache(store, max_size=None)
     cache.prefetch(["k0", "k1", "k2", "k3"])
-    await until(lambda: cache.prefetch_errors == 1 and cache._prefetcher is None)
+    await until(lambda: cache.prefetch_errors == 1 and not cache._workers.running)
     assert isinstance(cache.last_prefetch_error, OSError)
     assert await cache.get_many(["k0", "k1", "k2", "k3"]) == {f"k{i}": bytes([i]) * 10 for i in range(4)}
     assert store.fetched == Counter({"k0": 2, "k1": 2, "k2": 2, "k3": 2})
@@ -616,16 +616,16 @@ async def test_prefetch_stops_while_unread_values_fill_max_size() -> None:
     store.gate.set()
     cache = LRUStoreCache(store, max_size=30, prefetch_concurrency=1, prefetch_batch_size=1)
     cache.prefetch([f"k{i}" for i in range(10)])
-    await until(lambda: cache._prefetcher is not None and cache._prefetcher.paused)
+    await until(lambda: cache._workers.waiting)
     assert store.reads == 3 and cache.current_size == 30
     assert await cache.get("k0") == b"\x00" * 10  # read: room for one more
-    await until(lambda: store.reads == 4 and cache._prefetcher is not None and cache._prefetcher.paused)
+    await until(lambda: store.reads == 4 and cache._workers.waiting)
     # k3 took the place of k0, which was read; k1 and k2, not read yet, were kept.
     assert store.fetched == Counter({"k0": 1, "k1": 1, "k2": 1, "k3": 1})
     assert await cache.get_many(["k1", "k2", "k3"]) and store.reads == 4
     await until(lambda: store.reads == 7)  # room for three more
     await cache.aclose()  # stops the paused prefetch
-    assert cache._prefetcher is None
+    assert not cache._workers.running
 
 
 @pytest.mark.anyio
@@ -649,7 +649,7 @@ def test_prefetch_from_sync_code_over_an_inline_store() -> None:
     assert cache.prefetch(keys) == 50
     assert cache.getitems(keys, contexts={}) == {k: bytes([i]) for i, k in enumerate(keys)}
     assert mapping.reads == Counter(keys)  # prefetched, joined or read: each exactly once
-    wait_until(lambda: cache.async_store._prefetcher is None)
+    wait_until(lambda: not cache.async_store._workers.running)
     assert cache.getitems(keys, contexts={}) == {k: bytes([i]) for i, k in enumerate(keys)}
     assert mapping.reads == Counter(keys)
     cache.close()
@@ -679,7 +679,7 @@ def test_sync_cache_over_a_natively_async_store_hits_without_leaving_the_thread(
     assert cache.getitems(["a", "b"], contexts={}) == {"a": b"1"}
     assert len(hops) == 2 and store.fetched == Counter({"b": 1})
     cache.prefetch(["c"])
-    wait_until(lambda: cache.async_store._prefetcher is None)
+    wait_until(lambda: not cache.async_store._workers.running)
     assert "c" not in cache and len(hops) == 3  # contains is the store's: one hop
     cache.close()
     assert store.closed
