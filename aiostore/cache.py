@@ -110,7 +110,9 @@ class LRUStoreCache(Store):
         prefetch_batch_size: int = 64,
     ) -> None:
         inner = as_store(store)
-        if max_size is not None and (not isinstance(max_size, int) or max_size < 0):
+        if max_size is not None and (
+            not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 0
+        ):
             raise ValueError(f"max_size must be a number of bytes >= 0 or None, not {max_size!r}")
         if prefetch_concurrency < 1 or prefetch_batch_size < 1:
             raise ValueError("prefetch_concurrency and prefetch_batch_size must be >= 1")
@@ -359,10 +361,10 @@ class LRUStoreCache(Store):
                 await other.wait(self._lock)
                 for key in other_keys:
                     outcome = other.outcome(key)
-                    if outcome is RETRY:
+                    if isinstance(outcome, bytes):
+                        found[key] = outcome
+                    elif outcome is RETRY:
                         retry.append(key)
-                    elif outcome is not None:
-                        found[key] = outcome  # type: ignore[assignment]
             if retry:
                 found.update(await self._get_many(retry))
         return found
@@ -553,7 +555,8 @@ class LRUStoreCache(Store):
             await self._call(self._store.set_many(items))
         except BatchWriteError as exc:
             self._end_write(
-                written=[(k, v) for k, v in items if k not in exc.failed], failed=list(exc.failed)
+                written=[(k, v) for k, v in items if k not in exc.failed],
+                failed=[k for k, _ in items if k in exc.failed],
             )
             raise
         except BaseException:
