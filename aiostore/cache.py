@@ -635,7 +635,9 @@ class LRUStoreCache(Store):
         ``prefetch_concurrency`` batches of ``prefetch_batch_size`` keys are
         fetched at a time, on aiostore's background event loop, so this works
         the same from async code and from sync code. While the values fetched
-        and not yet read fill ``max_size``, prefetching waits for readers.
+        and not yet read fill ``max_size``, prefetching waits for readers (and
+        the waiting workers keep the cache alive until :meth:`aclose`); values
+        already read are evicted before those not read yet.
 
         A read of a key being fetched waits for that fetch; a read of a key
         still queued fetches it at once. A failed background fetch is counted in

@@ -683,3 +683,20 @@ def test_sync_cache_over_a_natively_async_store_hits_without_leaving_the_thread(
     assert "c" not in cache and len(hops) == 3  # contains is the store's: one hop
     cache.close()
     assert store.closed
+
+
+@pytest.mark.anyio
+async def test_sync_cache_used_from_inside_an_event_loop_reaches_the_store() -> None:
+    # Blocking calls from async code are unusual but legal; the portal must not
+    # inherit the caller's context (under trio it names trio, and anyio code on the
+    # portal's asyncio loop would then call trio).
+    store = GatedStore()
+    store.gate.set()
+    cache = aiosync.LRUStoreCache(store, max_size=None)
+    cache["a"] = b"1"
+    assert cache.getitems(["a", "b"], contexts={}) == {"a": b"1"}
+    assert store.fetched == Counter({"b": 1})
+    cache.prefetch(["c"])
+    await until(lambda: store.fetched["c"] == 1 and not cache.async_store._workers.running)
+    assert cache.async_store.prefetch_errors == 0
+    cache.close()
