@@ -13,15 +13,17 @@ each way's first result is checked (every value read back right).
 
 Returning 400 MB of values means allocating 400 MB. With glibc's default
 settings that memory goes back to the kernel when the result is dropped and is
-faulted in again, 4 KiB at a time (about 100,000 page faults), by the next
-call. Every way that returns copies pays for that; zarr 2's ``getitems`` with
-``buffers=True`` does not, because it returns buffers into LMDB's map whose
-transaction has already ended (they read right only while nothing writes). So
-the reads run three times, the last two in child processes: with default
-malloc; with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (malloc asks for
-transparent huge pages: 512 times fewer faults); and with
-``MALLOC_TRIM_THRESHOLD_``/``MALLOC_TOP_PAD_`` set so freed memory stays in the
-process (no faults: the cost of the code paths alone).
+faulted in again, 4 KiB at a time (about 100,000 page faults), by the next call;
+in a worker thread (the async side) malloc uses a per-thread arena, which does
+the same. Every way that returns copies pays for that; zarr 2's ``getitems``
+with ``buffers=True`` does not, because it returns buffers into LMDB's map whose
+transaction has already ended (they read right only while nothing writes).
+LMDB writes without ``writemap`` stage dirty pages in malloc'd memory, so they
+pay it too. So the whole run is done three times, each in a process of its
+own: with default malloc; with malloc asking for transparent huge pages in one
+arena (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1``: 512
+times fewer faults); and with ``MALLOC_TRIM_THRESHOLD_``/``MALLOC_TOP_PAD_`` set
+so freed memory stays in the process (no faults: the code paths alone).
 
 Run::
 
@@ -51,9 +53,13 @@ from aiostore._threads import thread_limit
 
 READ_BASELINE = "aiostore LMDBStore.get_many (asyncio)"
 WRITE_BASELINE = "aiostore LMDBStore.set_many (asyncio)"
-#: Child-process reruns of the reads: (title suffix, environment).
+#: Each part of the run, in a process of its own: (heading, environment).
 MALLOC_SETTINGS = [
-    ("malloc with transparent huge pages", {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
+    ("default malloc", {}),
+    (
+        "malloc tuned: GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1",
+        {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1"},
+    ),
     (
         "freed memory kept in the process",
         {"MALLOC_TRIM_THRESHOLD_": str(2**40), "MALLOC_TOP_PAD_": str(2**30)},
@@ -288,32 +294,34 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--write-count", type=int, default=20_000, help="values in the set_many")
-    parser.add_argument("--reads-only", help=argparse.SUPPRESS)
+    parser.add_argument("--setting", help=argparse.SUPPRESS)
     args = parser.parse_args()
+
+    if args.setting is None:
+        # Each malloc setting needs a process of its own: glibc reads it at start.
+        print(machine_description(["lmdb", "zarr", "anyio", "trio"]), flush=True)
+        for setting, env in MALLOC_SETTINGS:
+            argv = [sys.executable, __file__, "--setting", setting, "--count", str(args.count)]
+            argv += ["--size", str(args.size), "--repeat", str(args.repeat)]
+            argv += ["--write-count", str(args.write_count)]
+            subprocess.run(argv, env=dict(os.environ, **env), check=True)
+        return
 
     keys = make_keys(args.count)
     values = make_values(keys, args.size)
     kib = f"{args.size / 1024:g} KiB"
+    print(f"\n### {args.setting}\n")
     with tempfile.TemporaryDirectory(prefix="bench_lmdb_") as root:
-        if not args.reads_only:
-            print(machine_description(["lmdb", "zarr", "anyio", "trio"]))
-            print()
         path = os.path.join(root, "read.mdb")
         fill(path, values)
         title = f"LMDB reads: one get_many of {args.count:,} values of {kib}"
-        title += f", {args.reads_only or 'default malloc'}"
         rows, faults = bench_reads(path, keys, values, args.repeat)
         print(format_table(title, rows, READ_BASELINE, "aiostore"))
         print(f"\nPage faults in these {args.repeat} rounds: {faults:,}.\n", flush=True)
-        if args.reads_only:
-            return
-        for setting, env in MALLOC_SETTINGS:
-            argv = [sys.executable, __file__, "--reads-only", setting, "--count", str(args.count)]
-            argv += ["--size", str(args.size), "--repeat", str(args.repeat)]
-            subprocess.run(argv, env=dict(os.environ, **env), check=True)
         write_values = {k: values[k] for k in keys[: args.write_count]}
         title = f"LMDB writes: one set_many of {len(write_values):,} values of {kib} into a new database"
-        print(format_table(title, bench_writes(root, write_values, args.repeat), WRITE_BASELINE, "aiostore"))
+        rows = bench_writes(root, write_values, args.repeat)
+        print(format_table(title, rows, WRITE_BASELINE, "aiostore"), flush=True)
 
 
 if __name__ == "__main__":

@@ -244,6 +244,15 @@ async def test_map_that_cannot_grow_fails_clearly_and_writes_nothing(path: str) 
         assert await store.get("old") == b"kept"
 
 
+async def test_cancelled_set_many_is_all_or_nothing(path: str) -> None:
+    async with LMDBStore(path) as store:
+        values = {f"k/{i}": b"x" * 4096 for i in range(3000)}
+        with anyio.move_on_after(0.001):
+            await store.set_many(values)
+        found = await store.get_many(list(values))
+        assert len(found) in (0, len(values))
+
+
 # -- keys, listing, whole-path operations ----------------------------------------------
 
 
@@ -377,6 +386,16 @@ def test_defaults_suit_large_stores(path: str) -> None:
         store["a"] = b"1"
     # writemap=False keeps the data file as small as its data, not map_size.
     assert os.path.getsize(os.path.join(path, "data.mdb")) < 2**20
+
+
+def test_subdir_false_is_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "single.lmdb"
+    with aiostore.sync.LMDBStore(path, subdir=False) as store:
+        store["a"] = b"1"
+        again = aiostore.sync.LMDBStore(path, subdir=False)  # shares the environment
+        assert again["a"] == b"1"
+        again.close()
+    assert path.is_file() and (tmp_path / "single.lmdb-lock").is_file()
 
 
 def test_creates_missing_parent_directories(tmp_path: Path) -> None:
