@@ -203,9 +203,9 @@ def _release_env(shared: _SharedEnv) -> None:
         if shared.users > 0:
             return
         if shared.pid != os.getpid():
-            # Inherited through fork: closing it here would abort the parent's
-            # cached read transactions and free the parent's reader slots in the
-            # shared lock file. Leave it to the parent.
+            # Inherited through fork: closing it here aborts this process's copies
+            # of the parent's transactions, which can free reader slots the parent
+            # still uses in the shared lock file. Leave it to the parent.
             return
 
         def close() -> None:
