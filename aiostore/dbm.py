@@ -8,13 +8,15 @@ hold of the store's lock, whether it reads, writes or deletes.
 Examples
 --------
 >>> import anyio, dbm.dumb, tempfile, os
->>> path = os.path.join(tempfile.mkdtemp(), "example.db")
+>>> tmp = tempfile.TemporaryDirectory()
+>>> path = os.path.join(tmp.name, "example.db")
 >>> async def main():
 ...     async with DBMStore(path, open=dbm.dumb.open) as store:
 ...         await store.set_many({"a/0": b"x", "a/1": b"yz"})
 ...         print(await store.get_many(["a/0", "a/1", "b"]), await store.listdir("a"))
 >>> anyio.run(main)
 {'a/0': b'x', 'a/1': b'yz'} ['0', '1']
+>>> tmp.cleanup()
 """
 
 from __future__ import annotations
@@ -88,7 +90,8 @@ class DBMStore(BlockingStore):
     Examples
     --------
     >>> import anyio, dbm.dumb, tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "data.db")
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "data.db")
     >>> async def main():
     ...     async with DBMStore(path, flag="n", open=dbm.dumb.open) as store:
     ...         await store.set("foo/bar", b"baz")
@@ -96,6 +99,7 @@ class DBMStore(BlockingStore):
     ...         return await store.get("foo/bar"), await store.getsize("foo"), store.read_only
     >>> anyio.run(main)
     (b'baz', 3, True)
+    >>> tmp.cleanup()
     """
 
     _split_batches = False

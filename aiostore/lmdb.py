@@ -13,13 +13,15 @@ pages a later write may reuse.
 Examples
 --------
 >>> import anyio, tempfile, os
->>> path = os.path.join(tempfile.mkdtemp(), "example.mdb")
+>>> tmp = tempfile.TemporaryDirectory()
+>>> path = os.path.join(tmp.name, "example.mdb")
 >>> async def main():
 ...     async with LMDBStore(path) as store:
 ...         await store.set_many({"a/0": b"x", "a/1": b"yz"})
 ...         print(await store.get_many(["a/0", "a/1", "b"]), await store.listdir("a"))
 >>> anyio.run(main)
 {'a/0': b'x', 'a/1': b'yz'} ['0', '1']
+>>> tmp.cleanup()
 """
 
 from __future__ import annotations
@@ -255,7 +257,8 @@ class LMDBStore(BlockingStore):
     Examples
     --------
     >>> import anyio, tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "data.mdb")
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "data.mdb")
     >>> async def main():
     ...     async with LMDBStore(path) as store:
     ...         await store.set("foo/bar", b"baz")
@@ -263,6 +266,7 @@ class LMDBStore(BlockingStore):
     ...         return await store.get("foo/bar", byte_range=(1, None)), store.read_only
     >>> anyio.run(main)
     (b'az', True)
+    >>> tmp.cleanup()
     """
 
     _split_batches = False
