@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
 import lmdb  # the py-lmdb package: imports are absolute, so not this module
 
+from ._lmdbenv import SharedEnv, acquire_env, release_env
 from ._threads import BlockingStore
 from .abc import Buffer, ByteRange, slice_byte_range
 from .errors import BatchWriteError, ClosedStoreError
@@ -77,144 +76,6 @@ def _list_chunk(txn: lmdb.Transaction[Any], prefix: bytes, after: bytes | None) 
             if len(keys) >= _LIST_CHUNK:
                 break
     return keys
-
-
-class _SharedEnv:
-    """One ``lmdb.Environment`` per database per process, shared by its stores.
-
-    LMDB forbids opening one database twice in a process (its fcntl locks
-    belong to the process), so stores on the same database share this. It
-    also keeps count of the transactions in flight: resizing the map or
-    closing needs none to be active in this process, so those wait for an
-    exclusive turn (and new transactions wait for them).
-    """
-
-    def __init__(self, path: str, kwargs: dict[str, Any]) -> None:
-        self.env = lmdb.open(path, **kwargs)
-        self.path = path
-        self.readonly = bool(kwargs.get("readonly", False))
-        self.max_key_size = self.env.max_key_size()
-        self.main_db = self.env.open_db()
-        self.pid = os.getpid()
-        self.users = 0
-        self.closed = False
-        #: Bumped by every resize, so that writers that hit a full map at the
-        #: same time grow it once.
-        self.resizes = 0
-        self._cond = threading.Condition(threading.Lock())
-        self._active = 0
-        self._exclusive_waiting = 0
-        self._exclusive = False
-
-    def acquire(self) -> lmdb.Environment:
-        """Enter a transaction section (call :meth:`release` after)."""
-        with self._cond:
-            while self._exclusive or self._exclusive_waiting:
-                self._cond.wait()
-            if self.closed:
-                raise ClosedStoreError(f"the LMDB environment {self.path!r} is closed")
-            self._active += 1
-        return self.env
-
-    def release(self) -> None:
-        with self._cond:
-            self._active -= 1
-            if not self._active and self._exclusive_waiting:
-                self._cond.notify_all()
-
-    def run_exclusive(self, fn: Callable[[], R]) -> R:
-        """Run ``fn`` while no transaction of this process is active."""
-        with self._cond:
-            self._exclusive_waiting += 1
-            try:
-                while self._exclusive or self._active:
-                    self._cond.wait()
-            finally:
-                self._exclusive_waiting -= 1
-            self._exclusive = True
-        try:
-            return fn()
-        finally:
-            with self._cond:
-                self._exclusive = False
-                self._cond.notify_all()
-
-    def grow(self, resizes_seen: int) -> None:
-        """Double the map after MDB_MAP_FULL (unless another writer already did)."""
-
-        def grow() -> None:
-            if self.closed or self.resizes != resizes_seen:
-                return
-            size = self.env.info()["map_size"]
-            try:
-                self.env.set_mapsize(size * 2)
-            except lmdb.Error as exc:
-                raise OSError(
-                    f"LMDB database {self.path!r} is full at map_size={size} and its map "
-                    f"could not grow to {size * 2} bytes: {exc}"
-                ) from exc
-            self.resizes += 1
-
-        self.run_exclusive(grow)
-
-    def adopt_new_size(self) -> None:
-        """Another process grew the map (MDB_MAP_RESIZED): map the new size."""
-
-        def adopt() -> None:
-            if not self.closed:
-                self.env.set_mapsize(0)
-                self.resizes += 1
-
-        self.run_exclusive(adopt)
-
-
-#: Open environments by database. Weak: when every store on a database is gone
-#: without being closed, the environment is freed (py-lmdb closes it then).
-_ENVS: weakref.WeakValueDictionary[str, _SharedEnv] = weakref.WeakValueDictionary()
-_ENVS_LOCK = threading.Lock()
-
-
-def _data_file(path: str, subdir: bool) -> str:
-    return os.path.join(path, "data.mdb") if subdir else path
-
-
-def _acquire_env(path: str, kwargs: dict[str, Any], readonly: bool) -> _SharedEnv:
-    subdir = bool(kwargs.get("subdir", True))
-    key = os.path.realpath(path) + ("/" if subdir else "")
-    with _ENVS_LOCK:
-        shared = _ENVS.get(key)
-        if shared is not None and (shared.closed or not os.path.exists(_data_file(path, subdir))):
-            # Closed, or its files were deleted under it: a database at this
-            # path now is a different one.
-            shared = None
-        if shared is None:
-            shared = _SharedEnv(path, kwargs)
-            _ENVS[key] = shared
-        elif shared.readonly and not readonly:
-            raise ValueError(
-                f"the LMDB database {path!r} is already open read-only in this process; "
-                "close those stores before opening it for writing"
-            )
-        shared.users += 1
-        return shared
-
-
-def _release_env(shared: _SharedEnv) -> None:
-    with _ENVS_LOCK:
-        shared.users -= 1
-        if shared.users > 0:
-            return
-        if shared.pid != os.getpid():
-            # Inherited through fork: closing it here aborts this process's copies
-            # of the parent's transactions, which can free reader slots the parent
-            # still uses in the shared lock file. Leave it to the parent.
-            return
-
-        def close() -> None:
-            shared.closed = True
-            shared.env.close()
-
-        shared.run_exclusive(close)
 
 
 class LMDBStore(BlockingStore):
@@ -297,7 +158,7 @@ class LMDBStore(BlockingStore):
         if not read_only and kwargs.get("create", True):
             # As a directory store would: "data/array.mdb" works without "data/".
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self._shared: _SharedEnv | None = _acquire_env(self.path, kwargs, read_only)
+        self._shared: SharedEnv | None = acquire_env(self.path, kwargs, read_only)
         self._max_key = self._shared.max_key_size
 
     @property
@@ -305,7 +166,7 @@ class LMDBStore(BlockingStore):
         """The underlying ``lmdb.Environment`` (zarr 2's name for it)."""
         return self._env_holder().env
 
-    def _env_holder(self) -> _SharedEnv:
+    def _env_holder(self) -> SharedEnv:
         shared = self._shared
         if shared is None:
             raise ClosedStoreError(f"{self!r} is closed")
@@ -570,7 +431,7 @@ class LMDBStore(BlockingStore):
     def _close_blocking(self) -> None:
         shared, self._shared = self._shared, None
         if shared is not None:
-            _release_env(shared)
+            release_env(shared)
 
     # -- async side ----------------------------------------------------------------
     async def _get_many(self, keys: list[str]) -> dict[str, bytes]:
