@@ -408,7 +408,13 @@ class Store(abc.ABC):
             await self._clear()
 
     async def rename(self, src_path: str, dst_path: str) -> None:
-        """Move the key ``src_path`` and everything below it to ``dst_path``."""
+        """Move the key ``src_path`` and everything below it to ``dst_path``.
+
+        Raises :class:`KeyError` if nothing is at ``src_path`` and
+        :class:`FileExistsError` if something is at ``dst_path`` (a move never
+        merges into or replaces what is stored; an ancestor of ``src_path`` is
+        such a destination).
+        """
         self._check_writable()
         src, dst = self._path(src_path), self._path(dst_path)
         if not src or not dst:
@@ -417,6 +423,10 @@ class Store(abc.ABC):
             return
         if dst.startswith(src + "/"):
             raise ValueError(f"cannot rename {src_path!r} into itself ({dst_path!r})")
+        if not (await self._contains(src) or await self._listdir(src)):
+            raise KeyError(src_path)
+        if await self._contains(dst) or await self._listdir(dst):
+            raise FileExistsError(f"cannot rename {src_path!r} to {dst_path!r}: {dst_path!r} exists")
         await self._rename(src, dst)
 
     async def getsize(self, path: str | None = "") -> int:

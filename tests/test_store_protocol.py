@@ -266,6 +266,18 @@ async def test_rename(store: Store) -> None:
     assert await store.get("n/m/d") == b"2"
 
 
+async def test_rename_never_merges_or_replaces(store: Store) -> None:
+    data = {"a/b/x": b"1", "a/b/b/x": b"2", "a/y": b"3", "k": b"4"}
+    await store.set_many(data)
+    for dst in ["a", "a/y", "k"]:  # an ancestor, a sibling key, another key
+        with pytest.raises(FileExistsError):
+            await store.rename("a/b", dst)
+    with pytest.raises(KeyError):
+        await store.rename("missing", "elsewhere")
+    assert await store.get_many(list(data)) == data
+    assert sorted(await collect(store.list())) == sorted(data)
+
+
 @pytest.mark.parametrize(("src", "dst"), [("", "x"), ("x", ""), ("a", "a/b")])
 async def test_rename_refuses_root_and_into_itself(store: Store, src: str, dst: str) -> None:
     await store.set("a/k", b"1")
