@@ -163,17 +163,21 @@ async def offload(resource: str, fn: Callable[..., R], *args: Any) -> R:
     return await _hop(fn, *args, limiter=_limiter(resource))
 
 
-def split_batch(items: Sequence[T], parts: int) -> list[Sequence[T]]:
+def split_batch(
+    items: Sequence[T], parts: int, *, min_part_size: int = MIN_KEYS_PER_PART
+) -> list[Sequence[T]]:
     """Split ``items`` into at most ``parts`` contiguous parts of similar size,
-    none smaller than :data:`MIN_KEYS_PER_PART` (except a lone short batch).
+    none smaller than ``min_part_size`` (except a lone short batch).
 
     >>> [len(p) for p in split_batch(list(range(100)), 4)]
     [25, 25, 25, 25]
     >>> [len(p) for p in split_batch(list(range(20)), 4)]
     [20]
+    >>> [len(p) for p in split_batch(list(range(6)), 4, min_part_size=1)]
+    [2, 2, 1, 1]
     """
     n = len(items)
-    parts = max(1, min(parts, n // MIN_KEYS_PER_PART))
+    parts = max(1, min(parts, n // max(1, min_part_size)))
     size, extra = divmod(n, parts)
     out: list[Sequence[T]] = []
     start = 0

@@ -20,7 +20,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
-from ._threads import BlockingStore, executor_hops, offload_batch, thread_limit
+from ._threads import BlockingStore, executor_hops, offload_batch, split_batch, thread_limit
 from .abc import ByteRange, Store, check_byte_range
 
 __all__ = ["WriteCoalescer", "asyncio_running", "fast_hops", "read_ranges", "stream_keys", "write_groups"]
@@ -170,15 +170,7 @@ def write_groups(store: Store, items: Sequence[T]) -> list[Sequence[T]]:
     """
     if not isinstance(store, BlockingStore) or not store._split_batches or len(items) < 2:
         return [items]
-    parts = min(thread_limit(store._resource), len(items))
-    size, extra = divmod(len(items), parts)
-    groups: list[Sequence[T]] = []
-    start = 0
-    for i in range(parts):
-        stop = start + size + (1 if i < extra else 0)
-        groups.append(items[start:stop])
-        start = stop
-    return groups
+    return split_batch(items, thread_limit(store._resource), min_part_size=1)
 
 
 async def read_ranges(
