@@ -89,6 +89,7 @@ def _read_whole(fd: int) -> bytes | None:
 #: Largest size guess :func:`_read_guessing_size` reads with (a read of more
 #: than ~2 GiB comes back short, which must not pass for the end of the file).
 _MAX_GUESS = 1 << 26
+_HAS_PREAD = hasattr(os, "pread")  # not on Windows
 
 
 def _read_guessing_size(fd: int, guess: int) -> bytes | None:
@@ -101,7 +102,7 @@ def _read_guessing_size(fd: int, guess: int) -> bytes | None:
     empty or longer-than-guessed result goes the checked way, so non-regular
     files are still never values.
     """
-    if guess >= _MAX_GUESS:
+    if guess >= _MAX_GUESS or not _HAS_PREAD:
         return _read_whole(fd)
     try:
         data = os.pread(fd, guess + 1, 0)
