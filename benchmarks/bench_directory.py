@@ -440,12 +440,13 @@ def run_ways(ways: list[tuple[str, str, Callable[[], Run]]], repeat: int) -> lis
 
     def announced(name: str, run: Run) -> Run:
         def go(round_: int) -> float:
-            print(f"  round {round_ + 1}/{repeat}: {name}", file=sys.stderr, flush=True)
             try:
-                return run(round_ == 0)
+                seconds = run(round_ == 0)
             except Exception:
                 traceback.print_exc()
                 raise
+            print(f"  round {round_ + 1}/{repeat}: {name}: {seconds:.3f} s", file=sys.stderr, flush=True)
+            return seconds
 
         return go
 
@@ -490,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="rounds; each way's best counts (default 5)")
     parser.add_argument("--dir", help="scratch directory (default: a new temporary one, removed after)")
     parser.add_argument("--only", default="", help="comma-separated words: run only ways whose name has one")
+    parser.add_argument("--skip", choices=["get", "set"], help="leave out the reads or the writes")
     parser.add_argument("--zarr3-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -554,10 +556,14 @@ def main(argv: list[str] | None = None) -> int:
         def chosen(name: str) -> bool:
             return not only or any(word in name.lower() for word in only)
 
-        gets = run_ways([w for w in reads if chosen(w[0])], args.repeat)
-        sets = run_ways(
-            [(name, note, lambda n=name, m=make: m(n)) for name, note, make in writes if chosen(name)],
-            args.repeat,
+        gets = [] if args.skip == "get" else run_ways([w for w in reads if chosen(w[0])], args.repeat)
+        sets = (
+            []
+            if args.skip == "set"
+            else run_ways(
+                [(name, note, lambda n=name, m=make: m(n)) for name, note, make in writes if chosen(name)],
+                args.repeat,
+            )
         )
     finally:
         if zarr3 is not None:
