@@ -27,9 +27,13 @@ b'z'
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, ClassVar, TypeAlias
+
+import anyio
+import sniffio
 
 from .errors import BatchWriteError, ClosedStoreError, ReadOnlyError
 from .keys import normalize_key, normalize_keys, normalize_path, parent_prefix
@@ -40,6 +44,7 @@ __all__ = [
     "Buffer",
     "as_buffer",
     "check_byte_range",
+    "closing_scope",
     "child_name",
     "slice_byte_range",
 ]
@@ -446,15 +451,20 @@ class Store(abc.ABC):
         await self._flush()
 
     async def aclose(self) -> None:
-        """Flush and release the store's resources; later calls are no-ops."""
+        """Flush and release the store's resources; later calls are no-ops.
+
+        Runs to the end even in a cancelled scope (``async with`` left by a
+        cancellation): a store marked closed has released everything.
+        """
         if self._closed:
             return
-        try:
-            if not self._read_only:
-                await self._flush()
-        finally:
-            self._closed = True
-            await self._close()
+        with closing_scope():
+            try:
+                if not self._read_only:
+                    await self._flush()
+            finally:
+                self._closed = True
+                await self._close()
 
     async def __aenter__(self) -> Store:
         self._check_open()
@@ -495,6 +505,27 @@ class Store(abc.ABC):
             aclose = getattr(keys, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+def closing_scope() -> contextlib.AbstractContextManager[Any]:
+    """A scope that shields a store's closing from cancellation (nothing when inline).
+
+    A cancelled close would leave a store marked closed that still holds its
+    files, environments or temporary directory; the close is short and its
+    thread work cannot be interrupted anyway.
+
+    >>> with closing_scope():
+    ...     pass
+    """
+    from ._threads import is_inline  # _threads imports this module
+
+    if is_inline():
+        return contextlib.nullcontext()  # no event loop: nothing can cancel
+    try:
+        sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return contextlib.nullcontext()
+    return anyio.CancelScope(shield=True)
 
 
 def child_name(prefix: str, key: str) -> str:

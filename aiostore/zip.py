@@ -44,7 +44,7 @@ from typing import Any, Literal, TypeAlias
 
 from ._threads import BlockingStore, offload_batch
 from ._zipread import EntryReader, newest_entries
-from .abc import Buffer, ByteRange, child_name
+from .abc import Buffer, ByteRange, child_name, closing_scope
 from .errors import BatchWriteError, ClosedStoreError
 from .keys import parent_prefix
 
@@ -300,7 +300,8 @@ class ZipStore(BlockingStore):
         if self._closed:
             return
         self._closed = True  # new operations fail at once; reads in flight finish first
-        await self._run(self._close_blocking)
+        with closing_scope():  # a cancelled close must still write the central directory
+            await self._run(self._close_blocking)
 
     # -- deletes: not possible in a Zip file ----------------------------------
     def _no_deletes(self, what: str) -> NotImplementedError:

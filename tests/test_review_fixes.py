@@ -1,0 +1,67 @@
+"""Regression tests for bugs found in review: each test failed before its fix."""
+
+from __future__ import annotations
+
+import dbm.dumb
+import pathlib
+import zipfile
+
+import anyio
+import pytest
+
+from aiostore import DBMStore, LMDBStore, Store, TempStore, ZipStore
+
+pytestmark = pytest.mark.anyio
+
+
+# -- a cancelled aclose still releases everything -------------------------------------
+#
+# ``async with store:`` left because the surrounding scope was cancelled (a timeout,
+# a failing sibling task) runs ``aclose`` inside that cancelled scope. Its first
+# thread hop raised the cancellation at once: the store said it was closed while
+# the Zip file had no central directory, the DBM file stayed open, the LMDB
+# environment kept a user and the temporary directory stayed on disk.
+
+
+async def _close_cancelled(store: Store) -> None:
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await store.aclose()
+    assert store.closed
+
+
+async def test_cancelled_aclose_of_a_zip_store_writes_the_central_directory(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "x.zip")
+    store = ZipStore(path, mode="w")
+    await store.set("a", b"1")
+    await _close_cancelled(store)
+    assert zipfile.is_zipfile(path)
+    with zipfile.ZipFile(path) as zf:
+        assert zf.read("a") == b"1"
+
+
+async def test_cancelled_aclose_of_a_dbm_store_closes_the_database(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "x.db")
+    store = DBMStore(path, open=dbm.dumb.open)
+    await store.set("a", b"1")
+    await _close_cancelled(store)
+    assert store.db is None
+    async with DBMStore(path, "r", open=dbm.dumb.open) as again:
+        assert await again.get("a") == b"1"
+
+
+async def test_cancelled_aclose_of_an_lmdb_store_releases_the_environment(tmp_path: pathlib.Path) -> None:
+    store = LMDBStore(str(tmp_path / "x.mdb"))
+    shared = store._shared
+    assert shared is not None
+    await store.set("a", b"1")
+    await _close_cancelled(store)
+    assert store._shared is None and shared.closed
+
+
+async def test_cancelled_aclose_of_a_temp_store_removes_its_directory() -> None:
+    store = TempStore()
+    await store.set("a", b"1")
+    await _close_cancelled(store)
+    assert not await anyio.Path(store.path).exists()
+
