@@ -324,7 +324,8 @@ class ZipStore(BlockingStore):
 
     async def _rmdir(self, path: str) -> None:
         prefix = parent_prefix(path)
-        if self._lookup(path) is not None or any(key.startswith(prefix) for key in self._keys()):
+        # Only keys below ``path`` are removed: a plain key there is left alone.
+        if any(key.startswith(prefix) for key in self._keys()):
             raise self._no_deletes(f"remove {path!r}")
 
     async def _rename(self, src: str, dst: str) -> None:

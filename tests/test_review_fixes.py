@@ -65,3 +65,16 @@ async def test_cancelled_aclose_of_a_temp_store_removes_its_directory() -> None:
     await _close_cancelled(store)
     assert not await anyio.Path(store.path).exists()
 
+
+# -- ZipStore.rmdir of a plain key is a no-op, as for every store ------------------------
+
+
+async def test_zip_rmdir_of_a_plain_key_leaves_it_alone(tmp_path: pathlib.Path) -> None:
+    # DESIGN: "a path that names a single key, or nothing, is left alone"; only
+    # keys *below* the path would need removing, which a Zip file cannot do.
+    async with ZipStore(str(tmp_path / "x.zip"), mode="w") as store:
+        await store.set_many({"c": b"2", "a/b": b"1"})
+        await store.rmdir("c")
+        assert await store.get_many(["c", "a/b"]) == {"c": b"2", "a/b": b"1"}
+        with pytest.raises(NotImplementedError, match="cannot remove 'a'"):
+            await store.rmdir("a")
