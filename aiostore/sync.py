@@ -366,10 +366,12 @@ class DirectoryStore(SyncStore):
     """Sync twin of :class:`aiostore.DirectoryStore` (same parameters).
 
     >>> import os, tempfile
-    >>> store = DirectoryStore(tempfile.mkdtemp())
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> store = DirectoryStore(tmp.name)
     >>> store["foo/bar"] = b"baz"
     >>> os.listdir(os.path.join(store.path, "foo"))
     ['bar']
+    >>> tmp.cleanup()
     """
 
     __init__ = _twin(_directory.DirectoryStore)
@@ -378,10 +380,13 @@ class DirectoryStore(SyncStore):
 class NestedDirectoryStore(SyncStore):
     """Sync twin of :class:`aiostore.NestedDirectoryStore` (same parameters).
 
-    >>> import tempfile
-    >>> store = NestedDirectoryStore(tempfile.mkdtemp())
-    >>> store._dimension_separator
-    '/'
+    >>> import os, tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> store = NestedDirectoryStore(tmp.name)
+    >>> store["0/0"] = b"chunk"
+    >>> store._dimension_separator, os.listdir(os.path.join(tmp.name, "0"))
+    ('/', ['0'])
+    >>> tmp.cleanup()
     """
 
     __init__ = _twin(_directory.NestedDirectoryStore)
