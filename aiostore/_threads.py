@@ -31,6 +31,7 @@ from .errors import BatchWriteError
 __all__ = [
     "BlockingStore",
     "GetCoalescer",
+    "Request",
     "executor_hops",
     "offload",
     "offload_batch",
@@ -227,6 +228,10 @@ async def offload_batch(
     return list(zip(parts, results, strict=True))
 
 
+#: One read: a key and its byte range (None for the whole value).
+Request = tuple[str, ByteRange | None]
+
+
 class _Waiter:
     __slots__ = ("error", "event", "value")
 
@@ -237,45 +242,81 @@ class _Waiter:
 
 
 class GetCoalescer:
-    """Merge concurrent single-key gets into batches.
+    """Merge concurrent gets -- whole values and byte ranges -- into batches.
 
     The first ``get`` becomes the batch's leader: it yields once so that the
-    other tasks ready to run can add their keys, then fetches the whole batch
-    with one call of ``fetch_batch`` and hands each waiter its value. Gets that
-    arrive while a batch is in flight form the next batch.
+    other tasks ready to run can add their requests, then fetches the whole
+    values with one call of ``fetch_batch`` and the byte ranges with one call of
+    ``fetch_ranges``, and hands each waiter its value. Gets that arrive while a
+    batch is in flight form the next batch. A request that fails fails only its
+    own waiters: a failed batch call is retried one request at a time.
 
     Parameters
     ----------
     fetch_batch : async callable
         ``fetch_batch(keys) -> {key: value}``; missing keys are left out.
+    fetch_ranges : async callable, optional
+        ``fetch_ranges([(key, byte_range), ...]) -> [value or None, ...]``, in
+        order, None for a missing key; without it, ranged gets are refused.
+
+    Examples
+    --------
+    >>> import anyio
+    >>> data = {"a": b"abc", "b": b"xyz"}
+    >>> calls = []
+    >>> async def fetch_batch(keys):
+    ...     calls.append(keys)
+    ...     return {k: data[k] for k in keys if k in data}
+    >>> async def fetch_ranges(requests):
+    ...     calls.append(requests)
+    ...     return [data[k][r[0]:r[1]] if k in data else None for k, r in requests]
+    >>> async def main():
+    ...     coalescer = GetCoalescer(fetch_batch, fetch_ranges)
+    ...     async with anyio.create_task_group() as tg:
+    ...         for key in ("a", "b"):
+    ...             tg.start_soon(coalescer.get, key)
+    ...             tg.start_soon(coalescer.get, key, (1, 2))
+    ...     print(await coalescer.get("b", (0, 1)))
+    >>> anyio.run(main)
+    b'x'
+    >>> calls
+    [['a', 'b'], [('a', (1, 2)), ('b', (1, 2))], [('b', (0, 1))]]
     """
 
-    def __init__(self, fetch_batch: Callable[[list[str]], Awaitable[dict[str, bytes]]]) -> None:
+    def __init__(
+        self,
+        fetch_batch: Callable[[list[str]], Awaitable[dict[str, bytes]]],
+        fetch_ranges: Callable[[list[Request]], Awaitable[list[bytes | None]]] | None = None,
+    ) -> None:
         self._fetch_batch = fetch_batch
+        self._fetch_ranges = fetch_ranges
         # (thread id, batch being gathered): one attribute, so a reader in another
         # thread never pairs one loop's batch with another loop's thread id.
-        self._open: tuple[int, dict[str, list[_Waiter]]] | None = None
+        self._open: tuple[int, dict[Request, list[_Waiter]]] | None = None
 
-    async def get(self, key: str) -> bytes:
-        """Return ``key``'s value; ``KeyError`` if missing."""
+    async def get(self, key: str, byte_range: ByteRange | None = None) -> bytes:
+        """Return ``key``'s value (or its ``byte_range``); ``KeyError`` if missing."""
+        if byte_range is not None and self._fetch_ranges is None:
+            raise TypeError("this GetCoalescer has no fetch_ranges: it cannot read byte ranges")
+        request = (key, byte_range)
         gathering = self._open
         if gathering is not None and gathering[0] == threading.get_ident():
             waiter = _Waiter()
-            gathering[1].setdefault(key, []).append(waiter)
+            gathering[1].setdefault(request, []).append(waiter)
             await waiter.event.wait()
             if waiter.error is not None:
                 raise waiter.error
             if waiter.value is None:
                 raise KeyError(key)
             return waiter.value
-        return await self._lead(key)
+        return await self._lead(request)
 
-    async def _lead(self, key: str) -> bytes:
-        batch: dict[str, list[_Waiter]] = {key: []}
+    async def _lead(self, request: Request) -> bytes:
+        batch: dict[Request, list[_Waiter]] = {request: []}
         gathering = (threading.get_ident(), batch)
         self._open = gathering
-        found: dict[str, bytes] = {}
-        errors: dict[str, BaseException] = {}
+        found: dict[Request, bytes] = {}
+        errors: dict[Request, BaseException] = {}
         try:
             # Shielded: the batch is shared with other waiters and the thread work
             # cannot be interrupted anyway; a cancellation lands right after.
@@ -292,32 +333,75 @@ class GetCoalescer:
             errors = dict.fromkeys(batch, interrupted)
             raise
         finally:
-            for k, waiters in batch.items():
+            for r, waiters in batch.items():
                 for waiter in waiters:
-                    waiter.value = found.get(k)
-                    waiter.error = errors.get(k)
+                    waiter.value = found.get(r)
+                    waiter.error = errors.get(r)
                     waiter.event.set()
-        if key in errors:
-            raise errors[key]
-        if key not in found:
-            raise KeyError(key)
-        return found[key]
+        if request in errors:
+            raise errors[request]
+        if request not in found:
+            raise KeyError(request[0])
+        return found[request]
 
-    async def _fetch_all(self, keys: list[str]) -> tuple[dict[str, bytes], dict[str, BaseException]]:
+    async def _fetch_all(
+        self, requests: list[Request]
+    ) -> tuple[dict[Request, bytes], dict[Request, BaseException]]:
+        found: dict[Request, bytes] = {}
+        errors: dict[Request, BaseException] = {}
+        whole = [key for key, byte_range in requests if byte_range is None]
+        ranged = [r for r in requests if r[1] is not None]
+        if whole:
+            await self._fetch_whole(whole, found, errors)
+        if ranged:
+            await self._fetch_ranged(ranged, found, errors)
+        return found, errors
+
+    async def _fetch_whole(
+        self, keys: list[str], found: dict[Request, bytes], errors: dict[Request, BaseException]
+    ) -> None:
         try:
-            return await self._fetch_batch(keys), {}
+            values = await self._fetch_batch(keys)
         except Exception as exc:
             if len(keys) == 1:
-                return {}, {keys[0]: exc}
+                errors[keys[0], None] = exc
+                return
+        else:
+            for key, value in values.items():
+                found[key, None] = value
+            return
         # One key's failure must not fail its neighbours: retry one by one.
-        found: dict[str, bytes] = {}
-        errors: dict[str, BaseException] = {}
-        for k in keys:
+        for key in keys:
             try:
-                found.update(await self._fetch_batch([k]))
+                for k, value in (await self._fetch_batch([key])).items():
+                    found[k, None] = value
             except Exception as exc:
-                errors[k] = exc
-        return found, errors
+                errors[key, None] = exc
+
+    async def _fetch_ranged(
+        self, requests: list[Request], found: dict[Request, bytes], errors: dict[Request, BaseException]
+    ) -> None:
+        fetch = self._fetch_ranges
+        assert fetch is not None  # get() refuses byte ranges without it
+        try:
+            values = await fetch(requests)
+        except Exception as exc:
+            if len(requests) == 1:
+                errors[requests[0]] = exc
+                return
+        else:
+            for r, value in zip(requests, values, strict=True):
+                if value is not None:
+                    found[r] = value
+            return
+        for r in requests:  # as for whole values: attribute the failure to its request
+            try:
+                [value] = await fetch([r])
+            except Exception as exc:
+                errors[r] = exc
+            else:
+                if value is not None:
+                    found[r] = value
 
 
 class BlockingStore(Store):
@@ -342,7 +426,7 @@ class BlockingStore(Store):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._coalescer = GetCoalescer(self._get_many)
+        self._coalescer = GetCoalescer(self._get_many, self._get_ranges)
 
     # -- blocking primitives -----------------------------------------------
     def _get_blocking(self, key: str, byte_range: ByteRange | None) -> bytes:
@@ -370,6 +454,18 @@ class BlockingStore(Store):
                 pass
         return found
 
+    def _get_ranges_batch(self, requests: Sequence[Request]) -> list[bytes | None]:
+        """Values (or byte ranges) of ``(key, byte_range)`` requests, in order;
+        None for a missing key. Override where the backend can share work
+        between requests (one open file, one transaction)."""
+        out: list[bytes | None] = []
+        for key, byte_range in requests:
+            try:
+                out.append(self._get_blocking(key, byte_range))
+            except KeyError:
+                out.append(None)
+        return out
+
     def _set_batch(self, items: Sequence[tuple[str, Buffer]]) -> None:
         failed: dict[str, BaseException] = {}
         for key, value in items:
@@ -393,9 +489,22 @@ class BlockingStore(Store):
         return await offload(self._resource, fn, *args)
 
     async def _get(self, key: str, byte_range: ByteRange | None) -> bytes:
-        if byte_range is None and not _INLINE.get():
-            return await self._coalescer.get(key)
-        return await self._run(self._get_blocking, key, byte_range)
+        if not _INLINE.get():
+            return await self._coalescer.get(key, byte_range)
+        return self._get_blocking(key, byte_range)
+
+    async def _get_ranges(self, requests: Sequence[Request]) -> list[bytes | None]:
+        """Many ``(key, byte_range)`` reads (keys and ranges already checked), one
+        thread hop per part of the batch; None for a missing key, in order."""
+        results = await offload_batch(
+            self._resource, self._get_ranges_batch, requests, split=self._split_batches
+        )
+        values: list[bytes | None] = []
+        for _, result in results:
+            if isinstance(result, BaseException):
+                raise result
+            values.extend(result)
+        return values
 
     async def _get_many(self, keys: list[str]) -> dict[str, bytes]:
         results = await offload_batch(self._resource, self._get_batch, keys, split=self._split_batches)

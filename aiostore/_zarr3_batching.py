@@ -7,10 +7,9 @@ that fast on aiostore:
 * :func:`fast_hops`: thread hops through asyncio's executor, not
   ``anyio.to_thread`` (see :func:`aiostore._threads.executor_hops` for why);
 * :class:`WriteCoalescer`: concurrent single-key writes become one
-  ``set_many``/``delete_many`` batch (reads are coalesced by the backend's
-  own :class:`~aiostore._threads.GetCoalescer`);
-* :func:`read_ranges`: many byte ranges of a blocking backend read in one
-  batch of hops instead of one hop each.
+  ``set_many``/``delete_many`` batch (reads -- whole values and byte ranges --
+  are coalesced by the backend's own :class:`~aiostore._threads.GetCoalescer`,
+  and a blocking backend reads a batch of byte ranges with ``_get_ranges``).
 """
 
 from __future__ import annotations
@@ -20,10 +19,10 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
-from ._threads import BlockingStore, executor_hops, offload_batch, split_batch, thread_limit
-from .abc import ByteRange, Store, check_byte_range
+from ._threads import BlockingStore, executor_hops, split_batch, thread_limit
+from .abc import Store
 
-__all__ = ["WriteCoalescer", "asyncio_running", "fast_hops", "read_ranges", "stream_keys", "write_groups"]
+__all__ = ["WriteCoalescer", "asyncio_running", "fast_hops", "stream_keys", "write_groups"]
 
 T = TypeVar("T")
 
@@ -171,28 +170,3 @@ def write_groups(store: Store, items: Sequence[T]) -> list[Sequence[T]]:
     if not isinstance(store, BlockingStore) or not store._split_batches or len(items) < 2:
         return [items]
     return split_batch(items, thread_limit(store._resource), min_part_size=1)
-
-
-async def read_ranges(
-    store: BlockingStore, requests: Sequence[tuple[str, ByteRange | None]]
-) -> list[bytes | None]:
-    """Byte ranges of many keys of a blocking backend, one batch per thread hop;
-    None for a missing key."""
-    store._check_open()
-    checked = [(store._key(key), check_byte_range(request)) for key, request in requests]
-
-    def read_part(part: Sequence[tuple[str, ByteRange | None]]) -> list[bytes | None]:
-        out: list[bytes | None] = []
-        for key, request in part:
-            try:
-                out.append(store._get_blocking(key, request))
-            except KeyError:
-                out.append(None)
-        return out
-
-    values: list[bytes | None] = []
-    for _, result in await offload_batch(store._resource, read_part, checked, split=store._split_batches):
-        if isinstance(result, BaseException):
-            raise result
-        values.extend(result)
-    return values

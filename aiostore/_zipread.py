@@ -129,6 +129,13 @@ class EntryReader:
         with self._shared() as fd:
             return {key: self._read(fd, info, None, fallback) for key, info in entries}
 
+    def read_ranges(
+        self, entries: Iterable[tuple[zipfile.ZipInfo | None, ByteRange | None]], fallback: Fallback
+    ) -> list[bytes | None]:
+        """Each ``(entry, byte_range)``'s bytes (None for no entry), under one hold of the gate."""
+        with self._shared() as fd:
+            return [None if info is None else self._read(fd, info, r, fallback) for info, r in entries]
+
     def _read(
         self, fd: int, info: zipfile.ZipInfo, byte_range: ByteRange | None, fallback: Fallback
     ) -> bytes:

@@ -117,8 +117,12 @@ def _read_range(fd: int, byte_range: ByteRange) -> bytes | None:
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         return None
-    start, stop = byte_range
-    size = st.st_size
+    return _pread_range(fd, byte_range, st.st_size)
+
+
+def _pread_range(fd: int, byte_range: ByteRange | None, size: int) -> bytes:
+    """Bytes ``byte_range`` (None: all) of a regular file of ``size`` bytes."""
+    start, stop = (0, None) if byte_range is None else byte_range
     if start < 0:
         start = max(0, size + start)
     end = size if stop is None else min(stop, size)
@@ -293,6 +297,29 @@ class DirectoryStore(BlockingStore):
                 if len(data) > guess:
                     guess = len(data)
         return found
+
+    def _get_ranges_batch(self, requests: Sequence[tuple[str, ByteRange | None]]) -> list[bytes | None]:
+        # Ranges of one key (a zarr 3 shard's index and inner chunks) share one
+        # open and one fstat: they are read from one consistent file.
+        out: list[bytes | None] = [None] * len(requests)
+        by_key: dict[str, list[int]] = {}
+        for i, (key, _) in enumerate(requests):
+            by_key.setdefault(key, []).append(i)
+        for key, indices in by_key.items():
+            try:
+                fd = os.open(self._fs_path(key), _READ_FLAGS)
+            except OSError as exc:
+                if exc.errno in _MISSING:
+                    continue
+                raise
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISREG(st.st_mode):
+                    for i in indices:
+                        out[i] = _pread_range(fd, requests[i][1], st.st_size)
+            finally:
+                os.close(fd)
+        return out
 
     def _contains_blocking(self, key: str) -> bool:
         try:

@@ -250,6 +250,23 @@ class LMDBStore(BlockingStore):
             return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
         return dict(zip(keys, values, strict=True))  # type: ignore[arg-type]
 
+    def _get_ranges_batch(self, requests: Sequence[tuple[str, ByteRange | None]]) -> list[bytes | None]:
+        encoded = [_encode(key) for key, _ in requests]
+        max_key = self._max_key
+
+        def read(txn: lmdb.Transaction[Any]) -> list[bytes | None]:
+            out: list[bytes | None] = []
+            for key, (_, byte_range) in zip(encoded, requests, strict=True):
+                value = None if len(key) > max_key else txn.get(key)
+                if value is not None and byte_range is not None:
+                    value = value[byte_range[0] : byte_range[1]]
+                # bytes(): a buffer must be copied out while the transaction pins its page.
+                out.append(None if value is None else bytes(value))
+            return out
+
+        # One read transaction for the whole batch; with buffers, only the ranges are copied.
+        return self._read(read, buffers=self.buffers)
+
     def _check_key_size(self, key: str, encoded: bytes) -> None:
         if len(encoded) > self._max_key:
             raise ValueError(

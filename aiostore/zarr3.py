@@ -48,11 +48,10 @@ from ._zarr3_batching import (
     WriteCoalescer,
     asyncio_running,
     fast_hops,
-    read_ranges,
     stream_keys,
     write_groups,
 )
-from .abc import ByteRange, Store, as_buffer
+from .abc import ByteRange, Store, as_buffer, check_byte_range
 from .errors import BatchWriteError
 from .mapping import as_store
 from .sync import run_sync
@@ -250,7 +249,9 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
             for i in whole:
                 results[i] = found.get(store._key(requests[i][0]))
         if len(ranged) > 1 and isinstance(store, BlockingStore):
-            values = await read_ranges(store, [requests[i] for i in ranged])
+            store._check_open()
+            checked = [(store._key(requests[i][0]), check_byte_range(requests[i][1])) for i in ranged]
+            values = await store._get_ranges(checked)
             for i, value in zip(ranged, values, strict=True):
                 results[i] = value
         elif ranged:

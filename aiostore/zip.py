@@ -179,6 +179,11 @@ class ZipStore(BlockingStore):
             entries = [(key, self._index[key]) for key in keys if key in self._index]
         return self._reader.read_many(entries, self._read_with_zipfile)
 
+    def _get_ranges_batch(self, requests: Sequence[tuple[str, ByteRange | None]]) -> list[bytes | None]:
+        with self._index_lock:
+            entries = [(self._index.get(key), byte_range) for key, byte_range in requests]
+        return self._reader.read_ranges(entries, self._read_with_zipfile)
+
     def _read_with_zipfile(self, info: zipfile.ZipInfo) -> bytes:
         with self._lock, self._zip().open(info) as entry:
             return entry.read()

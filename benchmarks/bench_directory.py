@@ -194,6 +194,30 @@ def read_aiostore(ctx: Context) -> Run:
     return reader(ctx, lambda: anyio.run(once))
 
 
+def read_aiostore_gathered(ctx: Context, backend: str) -> Run:
+    """One ``get`` per key, all in flight at once: zarr 3's access pattern, coalesced."""
+    import anyio
+
+    directory_store = _aiostore_directory_store()
+
+    async def once() -> tuple[float, dict[str, bytes]]:
+        async with directory_store(ctx.root) as store:
+            found: dict[str, bytes] = {}
+
+            async def get(key: str) -> None:
+                found[key] = await store.get(key)
+
+            async def gather() -> dict[str, bytes]:
+                async with anyio.create_task_group() as tg:
+                    for key in ctx.keys:
+                        tg.start_soon(get, key)
+                return found
+
+            return await time_once_async(gather)
+
+    return reader(ctx, lambda: anyio.run(once, backend=backend))
+
+
 def write_aiostore(ctx: Context, name: str) -> Run:
     import anyio
 
@@ -516,6 +540,16 @@ def main(argv: list[str] | None = None) -> int:
                 "aiostore.sync DirectoryStore.getitems",
                 "caller's thread, no loop",
                 lambda: read_aiostore_sync(ctx),
+            ),
+            (
+                "aiostore DirectoryStore.get per key, gathered (asyncio)",
+                "zarr 3's access pattern: coalesced into batches",
+                lambda: read_aiostore_gathered(ctx, "asyncio"),
+            ),
+            (
+                "aiostore DirectoryStore.get per key, gathered (trio)",
+                "coalesced into batches",
+                lambda: read_aiostore_gathered(ctx, "trio"),
             ),
             ("plain loop: open, read, close", "one thread", lambda: read_plain(ctx)),
             ("tensorstore file kvstore", "all reads issued, then awaited", lambda: read_tensorstore(ctx)),

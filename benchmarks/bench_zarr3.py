@@ -204,6 +204,64 @@ def store_table(root: str, side: int, chunk: int, repeat: int) -> str:
     )
 
 
+def sharded_table(root: str, side: int, chunk: int, shard: int, repeat: int) -> list[str]:
+    """Partial-shard reads of a sharded array: every inner chunk read with a byte-range get."""
+    import numpy as np
+    import zarr
+
+    data = np.random.default_rng(1).random((side, side), dtype="float32")
+    ways = _ways(root, with_anyio=False)
+    for way in ways.values():
+        if way.directory is not None:
+            fresh_dir(way.directory)
+        array = zarr.create_array(
+            way.make(),
+            shape=data.shape,
+            chunks=(chunk, chunk),
+            shards=(shard, shard),
+            dtype=data.dtype,
+            compressors=None,
+            overwrite=True,
+        )
+        array[:] = data
+    # The first half of every shard's rows: never a whole shard, so zarr reads each
+    # shard's index (a suffix range) and then its inner chunks by byte range.
+    rows = np.array([r for r in range(side) if r % shard < shard // 2])
+    expected = data[rows, :]
+
+    def reader(name: str, way: Way) -> Callable[[int], float]:
+        def run(_round: int) -> float:
+            with way.running():
+                seconds, out = time_once(lambda: zarr.open_array(way.make(), mode="r").oindex[rows, :])
+            if not np.array_equal(out, expected):
+                raise AssertionError(f"{name} read back wrong data")
+            return seconds
+
+        return run
+
+    shards = (side // shard) ** 2
+    inner = shards * (shard // chunk) ** 2 // 2
+    tables = []
+    configs: list[tuple[str, dict[str, Any]]] = [
+        ("zarr merges adjacent ranges (default)", {}),
+        ("merging off: one ranged get per inner chunk", {"array.sharding_coalesce_max_bytes": 0}),
+    ]
+    for config_name, config in configs:
+        with zarr.config.set(config):
+            reads = interleaved_best({name: reader(name, way) for name, way in ways.items()}, repeat)
+        tables.append(
+            format_table(
+                f"zarr 3, sharded partial read: half of each of {shards} shards ({inner} inner chunks "
+                f"of {chunk * chunk * 4} B), {config_name}",
+                _rows(reads),
+                baseline=AIOSTORE,
+            )
+            + f"\n\nSharded read: ZarrStore(DirectoryStore) is {_ratio(reads, LOCAL, AIOSTORE)} "
+            "faster than LocalStore."
+        )
+    return tables
+
+
 def _rows(best: dict[str, float | Exception]) -> list[Row]:
     return [
         Row(name, None, f"failed: {seconds!r}") if isinstance(seconds, Exception) else Row(name, seconds)
@@ -222,6 +280,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--side", type=int, default=1024, help="the array is side x side float32")
     parser.add_argument("--chunk", type=int, default=16, help="chunks are chunk x chunk")
+    parser.add_argument("--shard", type=int, default=128, help="shards are shard x shard (sharded table)")
+    parser.add_argument("--only-sharded", action="store_true", help="run the sharded-read tables only")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--fused", action="store_true", help="also run with FusedCodecPipeline")
     args = parser.parse_args()
@@ -238,9 +298,11 @@ def main() -> None:
         configs.append(("opt-in FusedCodecPipeline", {"codec_pipeline.path": FUSED}))
     with tempfile.TemporaryDirectory(prefix="bench-zarr3-") as root:
         tables = []
-        for config_name, config in configs:
-            tables += array_tables(root, args.side, args.chunk, args.repeat, config_name, config)
-        tables.append(store_table(root, args.side, args.chunk, args.repeat))
+        if not args.only_sharded:
+            for config_name, config in configs:
+                tables += array_tables(root, args.side, args.chunk, args.repeat, config_name, config)
+            tables.append(store_table(root, args.side, args.chunk, args.repeat))
+        tables += sharded_table(root, args.side, args.chunk, args.shard, args.repeat)
     for table in tables:
         print(table)
         print()
