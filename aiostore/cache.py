@@ -136,6 +136,9 @@ class LRUStoreCache(Store):
         self._contains_cache: dict[str, bool] = {}
         self._listdir_cache: dict[str, list[str]] = {}
         self._inflight: dict[str, Flight] = {}
+        # Every directory something cached (or in flight) lies below: writing or
+        # deleting such a name may remove that directory (see _drop_below_locked).
+        self._dirs: set[str] = set()
         # Writes under way per key; keys written by overlapping writes, whose
         # final value the cache cannot know (the store may apply them in any order).
         self._writing: dict[str, int] = {}
@@ -215,6 +218,17 @@ class LRUStoreCache(Store):
                     self._forget_unread_locked(evicted)
         self._values[key] = value
         self._current_size += size
+        self._note_dirs_locked(key)
+
+    def _note_dirs_locked(self, key: str) -> None:
+        dirs = self._dirs
+        cut = key.rfind("/")
+        while cut > 0:
+            name = key[:cut]
+            if name in dirs:
+                return  # its ancestors are noted too
+            dirs.add(name)
+            cut = key.rfind("/", 0, cut)
 
     def _drop_value_locked(self, key: str) -> None:
         old = self._values.pop(key, None)
@@ -254,6 +268,8 @@ class LRUStoreCache(Store):
             self._unread.clear()
             self._unread_bytes = 0
             self._wake_prefetcher_locked()
+            if not self._contains_cache and not self._listdir_cache:
+                self._dirs.clear()
 
     def invalidate_keys(self) -> None:
         """Clear the cached key listing, ``contains`` answers and ``listdir`` results."""
@@ -262,6 +278,8 @@ class LRUStoreCache(Store):
             self._keys_cache = None
             self._contains_cache.clear()
             self._listdir_cache.clear()
+            if not self._values and not self._inflight:
+                self._dirs.clear()
 
     # -- reads --------------------------------------------------------------------------
     async def get(self, key: str, byte_range: ByteRange | None = None) -> bytes:
@@ -343,6 +361,7 @@ class LRUStoreCache(Store):
                 if queue:
                     queue.pop(key, None)
                 lead.append(key)
+                self._note_dirs_locked(key)
             self.hits += len(found)
             self.misses += len(keys) - len(found)
             if found and self._unread:
@@ -423,6 +442,7 @@ class LRUStoreCache(Store):
         with self._lock:
             if self._epoch == epoch:
                 self._contains_cache[key] = answer
+                self._note_dirs_locked(key)
         return answer
 
     async def _list(self, prefix: str) -> AsyncIterator[str]:
@@ -457,6 +477,7 @@ class LRUStoreCache(Store):
             with self._lock:
                 if self._epoch == epoch:
                     self._listdir_cache[path] = listing
+                    self._note_dirs_locked(path + "/")
         return list(listing)
 
     async def _getsize(self, path: str) -> int:
@@ -482,6 +503,15 @@ class LRUStoreCache(Store):
         """Update the caches after a write: only what the written keys touch."""
         with self._lock:
             self._epoch += 1
+            # A hierarchical store (memory, directory) removes the directory at a
+            # name written or deleted: what was cached below it is gone too.
+            dirs = self._dirs
+            if dirs:
+                self._drop_below_locked(
+                    [key for key, _ in written if key in dirs]
+                    + [key for key in deleted if key in dirs]
+                    + [key for key in failed if key in dirs]
+                )
             for key, value in written:
                 if self._release_write_locked(key):
                     self._forget_locked(key)
@@ -491,6 +521,7 @@ class LRUStoreCache(Store):
                 else:
                     self._drop_value_locked(key)
                 self._contains_cache[key] = True
+                self._note_dirs_locked(key)
                 if self._keys_cache is not None and key not in self._keys_cache:
                     self._keys_cache = None
                 self._touch_listdir_locked(key, added=True)
@@ -500,6 +531,7 @@ class LRUStoreCache(Store):
                     continue
                 self._drop_value_locked(key)
                 self._contains_cache[key] = False
+                self._note_dirs_locked(key)
                 if self._keys_cache is not None:
                     if key in self._keys_cache:
                         del self._keys_cache[key]
@@ -509,6 +541,22 @@ class LRUStoreCache(Store):
             for key in failed:
                 self._release_write_locked(key)
                 self._forget_locked(key)
+
+    def _drop_below_locked(self, names: list[str]) -> None:
+        """Drop everything cached below ``names``: one pass over the caches."""
+        if not names:
+            return
+        below_names = tuple(f"{name}/" for name in names)
+        for key in [k for k in self._values if k.startswith(below_names)]:
+            self._drop_value_locked(key)
+        for key in [k for k in self._inflight if k.startswith(below_names)]:
+            del self._inflight[key]
+        for key in [k for k in self._contains_cache if k.startswith(below_names)]:
+            del self._contains_cache[key]
+        for path in [p for p in self._listdir_cache if f"{p}/".startswith(below_names)]:
+            del self._listdir_cache[path]
+        if self._keys_cache is not None and any(k.startswith(below_names) for k in self._keys_cache):
+            self._keys_cache = None
 
     def _release_write_locked(self, key: str) -> bool:
         """End one write of ``key``; True if another write overlapped it."""
@@ -701,6 +749,7 @@ class LRUStoreCache(Store):
         flight = Flight(prefetch=True)
         for key in keys:
             inflight[key] = flight
+            self._note_dirs_locked(key)
         self._prefetch_pending += len(keys)
         return flight, keys
 

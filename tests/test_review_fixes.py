@@ -9,7 +9,16 @@ import zipfile
 import anyio
 import pytest
 
-from aiostore import DBMStore, LMDBStore, Store, TempStore, ZipStore
+from aiostore import (
+    DBMStore,
+    DirectoryStore,
+    LMDBStore,
+    LRUStoreCache,
+    MemoryStore,
+    Store,
+    TempStore,
+    ZipStore,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -78,3 +87,37 @@ async def test_zip_rmdir_of_a_plain_key_leaves_it_alone(tmp_path: pathlib.Path) 
         assert await store.get_many(["c", "a/b"]) == {"c": b"2", "a/b": b"1"}
         with pytest.raises(NotImplementedError, match="cannot remove 'a'"):
             await store.rmdir("a")
+
+
+# -- the cache forgets what a directory held when its name is deleted or overwritten ---------
+#
+# In MemoryStore and DirectoryStore (zarr 2's rules) deleting a directory's name
+# removes the directory, and writing a value at it replaces the directory. The
+# cache dropped only the name itself, so it went on serving the removed values,
+# ``contains`` answers and listings below it.
+
+
+@pytest.mark.parametrize("backend", ["memory", "directory"])
+@pytest.mark.parametrize("change", ["delete", "delete_many", "set", "set_many"])
+async def test_cache_drops_what_was_below_a_removed_directory(
+    tmp_path: pathlib.Path, backend: str, change: str
+) -> None:
+    inner: Store = MemoryStore() if backend == "memory" else DirectoryStore(str(tmp_path / "d"))
+    cache = LRUStoreCache(inner, max_size=None)
+    await cache.set_many({"a/b": b"1", "a/c/d": b"2", "k": b"3"})
+    assert await cache.get("a/b") == b"1" and await cache.contains("a/c/d")
+    assert await cache.listdir("a") == ["b", "c"] and await cache.listdir("a/c") == ["d"]
+    if change == "delete":
+        await cache.delete("a")
+    elif change == "delete_many":
+        await cache.delete_many(["a", "k"])
+    elif change == "set":
+        await cache.set("a", b"v")
+    else:
+        await cache.set_many({"a": b"v", "k": b"4"})
+    assert await inner.get_many(["a/b", "a/c/d"]) == {}
+    assert await cache.get_many(["a/b", "a/c/d"]) == {}
+    assert not await cache.contains("a/b") and not await cache.contains("a/c/d")
+    assert await cache.listdir("a") == [] and await cache.listdir("a/c") == []
+    with pytest.raises(KeyError):
+        await cache.get("a/b")
