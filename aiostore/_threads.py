@@ -232,13 +232,21 @@ async def offload_batch(
 Request = tuple[str, ByteRange | None]
 
 
-class _Waiter:
-    __slots__ = ("error", "event", "value")
+class _Batch:
+    """One batch of gets: its requests, their outcomes, and one event for all waiters.
 
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.value: bytes | None = None
-        self.error: BaseException | None = None
+    One event per batch, not per waiter: creating an ``anyio.Event`` costs about
+    as much as a small read, and every waiter of a batch wakes at the same moment.
+    """
+
+    __slots__ = ("done", "errors", "found", "requests", "thread")
+
+    def __init__(self, request: Request) -> None:
+        self.thread = threading.get_ident()
+        self.requests: dict[Request, None] = {request: None}  # an ordered set
+        self.done = anyio.Event()
+        self.found: dict[Request, bytes] = {}
+        self.errors: dict[Request, BaseException] = {}
 
 
 class GetCoalescer:
@@ -290,33 +298,31 @@ class GetCoalescer:
     ) -> None:
         self._fetch_batch = fetch_batch
         self._fetch_ranges = fetch_ranges
-        # (thread id, batch being gathered): one attribute, so a reader in another
-        # thread never pairs one loop's batch with another loop's thread id.
-        self._open: tuple[int, dict[Request, list[_Waiter]]] | None = None
+        # The batch being gathered, with the thread of its event loop in it: one
+        # attribute, so a reader in another thread never joins another loop's batch.
+        self._open: _Batch | None = None
 
     async def get(self, key: str, byte_range: ByteRange | None = None) -> bytes:
         """Return ``key``'s value (or its ``byte_range``); ``KeyError`` if missing."""
         if byte_range is not None and self._fetch_ranges is None:
             raise TypeError("this GetCoalescer has no fetch_ranges: it cannot read byte ranges")
         request = (key, byte_range)
-        gathering = self._open
-        if gathering is not None and gathering[0] == threading.get_ident():
-            waiter = _Waiter()
-            gathering[1].setdefault(request, []).append(waiter)
-            await waiter.event.wait()
-            if waiter.error is not None:
-                raise waiter.error
-            if waiter.value is None:
-                raise KeyError(key)
-            return waiter.value
-        return await self._lead(request)
+        batch = self._open
+        if batch is not None and batch.thread == threading.get_ident():
+            batch.requests[request] = None
+            await batch.done.wait()
+        else:
+            batch = await self._lead(request)
+        error = batch.errors.get(request)
+        if error is not None:
+            raise error
+        value = batch.found.get(request)
+        if value is None:
+            raise KeyError(key)
+        return value
 
-    async def _lead(self, request: Request) -> bytes:
-        batch: dict[Request, list[_Waiter]] = {request: []}
-        gathering = (threading.get_ident(), batch)
-        self._open = gathering
-        found: dict[Request, bytes] = {}
-        errors: dict[Request, BaseException] = {}
+    async def _lead(self, request: Request) -> _Batch:
+        batch = self._open = _Batch(request)
         try:
             # Shielded: the batch is shared with other waiters and the thread work
             # cannot be interrupted anyway; a cancellation lands right after.
@@ -324,25 +330,17 @@ class GetCoalescer:
                 try:
                     await anyio.lowlevel.checkpoint()
                 finally:
-                    if self._open is gathering:
+                    if self._open is batch:
                         self._open = None
-                found, errors = await self._fetch_all(list(batch))
+                batch.found, batch.errors = await self._fetch_all(list(batch.requests))
         except BaseException as exc:
             # Whatever stopped the leader (KeyboardInterrupt, a bug), no waiter may hang.
             interrupted = RuntimeError(f"the batch read this get joined was interrupted: {exc!r}")
-            errors = dict.fromkeys(batch, interrupted)
+            batch.errors = dict.fromkeys(batch.requests, interrupted)
             raise
         finally:
-            for r, waiters in batch.items():
-                for waiter in waiters:
-                    waiter.value = found.get(r)
-                    waiter.error = errors.get(r)
-                    waiter.event.set()
-        if request in errors:
-            raise errors[request]
-        if request not in found:
-            raise KeyError(request[0])
-        return found[request]
+            batch.done.set()
+        return batch
 
     async def _fetch_all(
         self, requests: list[Request]
