@@ -166,8 +166,23 @@ class SyncStore(MutableMapping[str, bytes]):
 
     # -- zarr 2 store API -----------------------------------------------------
     def getitems(self, keys: Iterable[str], *, contexts: Any = None) -> dict[str, bytes]:
-        """Return ``{key: value}`` for the keys present (zarr 2's batch read)."""
-        return self._run(self._async_store.get_many(keys))
+        """Return ``{key: value}`` for the keys present (zarr 2's batch read).
+
+        The result is keyed by the keys as given (zarr 2 looks its chunk keys
+        up in it), not by the normalized keys ``get_many`` answers with.
+        """
+        requested = keys if isinstance(keys, list) else list(keys)
+        found = self._run(self._async_store.get_many(requested))
+        if len(found) == len(requested) and all(map(found.__contains__, requested)):
+            return found  # every key was already normal (zarr's own keys, as a rule)
+        answer: dict[str, bytes] = {}
+        for key in requested:
+            value = found.get(key)
+            if value is None:
+                value = found.get(self._async_store._key(key))
+            if value is not None:
+                answer[key] = value
+        return answer
 
     def setitems(self, values: Mapping[str, Any]) -> None:
         """Store many values in one batch (zarr 2's batch write)."""

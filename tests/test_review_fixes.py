@@ -19,6 +19,8 @@ from aiostore import (
     TempStore,
     ZipStore,
 )
+from aiostore.sync import DirectoryStore as SyncDirectoryStore
+from aiostore.sync import MemoryStore as SyncMemoryStore
 
 pytestmark = pytest.mark.anyio
 
@@ -121,3 +123,21 @@ async def test_cache_drops_what_was_below_a_removed_directory(
     assert await cache.listdir("a") == [] and await cache.listdir("a/c") == []
     with pytest.raises(KeyError):
         await cache.get("a/b")
+
+
+# -- SyncStore.getitems answers under the keys it was asked for ------------------------------
+#
+# zarr 2 looks each chunk up in getitems' result by its own key. get_many answers
+# under the normalized keys, so with normalize_keys=True an array named "Foo"
+# (chunk "Foo/0" stored as "foo/0") read back as fill values: written data lost
+# from the user's point of view.
+
+
+def test_sync_getitems_answers_under_the_requested_keys(tmp_path: pathlib.Path) -> None:
+    store = SyncDirectoryStore(str(tmp_path / "d"), normalize_keys=True)
+    store.setitems({"Foo/0": b"a", "foo/1": b"b"})
+    assert store.getitems(["Foo/0", "Foo/1", "Foo/2"], contexts={}) == {"Foo/0": b"a", "Foo/1": b"b"}
+    assert store.getitems(["foo/0"], contexts={}) == {"foo/0": b"a"}
+    plain = SyncMemoryStore()
+    plain["a/b"] = b"1"
+    assert plain.getitems(["/a//b", "a/b", "missing"], contexts={}) == {"/a//b": b"1", "a/b": b"1"}
