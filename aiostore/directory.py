@@ -479,7 +479,14 @@ class DirectoryStore(BlockingStore):
         if not os.path.lexists(src_path):
             raise KeyError(src)
         if os.path.lexists(dst_path):
-            raise FileExistsError(f"cannot rename {src!r} to {dst!r}: {dst!r} exists")
+            try:
+                # An empty directory (left by deleting its last key) holds nothing:
+                # rmdir removes it only if it is one, atomically.
+                if os.path.islink(dst_path):
+                    raise OSError(errno.EEXIST, "a symbolic link")
+                os.rmdir(dst_path)
+            except OSError:
+                raise FileExistsError(f"cannot rename {src!r} to {dst!r}: {dst!r} exists") from None
         try:
             os.makedirs(os.path.dirname(dst_path), exist_ok=True)
         except (FileExistsError, NotADirectoryError):

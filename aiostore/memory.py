@@ -175,7 +175,9 @@ class MemoryStore(Store):
             found = self._parent(src)
             if found is None or found[1] not in found[0]:
                 raise KeyError(src)
-            if self._node(dst) is not None:
+            existing = self._node(dst)
+            # An empty directory (left by deleting its last key) holds nothing.
+            if existing is not None and not (isinstance(existing, self.cls) and not existing):
                 raise FileExistsError(f"cannot rename {src!r} to {dst!r}: {dst!r} exists")
             parent, name = self._require_parent(dst)
             parent[name] = found[0].pop(found[1])

@@ -141,3 +141,28 @@ def test_sync_getitems_answers_under_the_requested_keys(tmp_path: pathlib.Path) 
     plain = SyncMemoryStore()
     plain["a/b"] = b"1"
     assert plain.getitems(["/a//b", "a/b", "missing"], contexts={}) == {"/a//b": b"1", "a/b": b"1"}
+
+
+# -- rename onto a directory left empty by deletes -----------------------------------------
+#
+# Deleting a directory's last key leaves the (empty) directory behind in the
+# hierarchical stores. Nothing is stored there -- listdir is empty, contains is
+# False, and a flat store renames onto it -- yet rename refused with
+# FileExistsError "'x' exists".
+
+
+@pytest.mark.parametrize("backend", ["memory", "directory"])
+@pytest.mark.parametrize("src", ["a", "a/b"])
+async def test_rename_onto_an_emptied_directory(tmp_path: pathlib.Path, backend: str, src: str) -> None:
+    store: Store = MemoryStore() if backend == "memory" else DirectoryStore(str(tmp_path / "d"))
+    await store.set_many({"a/b": b"1", "x/y": b"2"})
+    await store.delete("x/y")
+    assert await store.listdir("x") == [] and not await store.contains("x")
+    await store.rename(src, "x")
+    moved = {"a": {"x/b": b"1"}, "a/b": {"x": b"1"}}[src]
+    assert {k: await store.get(k) for k in [k async for k in store.list()]} == moved
+    # A directory that still holds something is never replaced.
+    await store.set_many({"p/q": b"3", "r": b"4"})
+    with pytest.raises(FileExistsError):
+        await store.rename("r", "p")
+    assert await store.get("p/q") == b"3" and await store.get("r") == b"4"
