@@ -505,6 +505,7 @@ class LRUStoreCache(Store):
             self._epoch += 1
             # A hierarchical store (memory, directory) removes the directory at a
             # name written or deleted: what was cached below it is gone too.
+            written, deleted, failed = list(written), list(deleted), list(failed)  # each read twice
             dirs = self._dirs
             if dirs:
                 self._drop_below_locked(
