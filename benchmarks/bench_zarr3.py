@@ -19,7 +19,11 @@ Rows besides the two under test:
 
 A third table times the stores alone: 4,096 concurrent ``get`` calls through zarr's
 Store API (``asyncio.gather``) on zarr's loop, no array machinery -- what aiostore's
-get-coalescing does by itself. ``--fused`` repeats the array runs with zarr's opt-in
+get-coalescing does by itself. The last tables read half of every shard of a sharded array
+(``--shard``; 64 inner chunks a shard by default), so zarr's sharding codec reads each shard's
+index and inner chunks with byte-range gets: once with zarr's default merging of adjacent ranges,
+once with it off (one ranged get per inner chunk, the case aiostore's ranged-get coalescing
+batches); ``--only-sharded`` runs just those. ``--fused`` repeats the array runs with zarr's opt-in
 FusedCodecPipeline, which uses the synchronous store protocol (``get_sync`` ...).
 
 zarr >= 3.2 needs Python >= 3.12. Under an interpreter without zarr 3 the script re-runs
@@ -28,7 +32,8 @@ skipped.
 
 Run::
 
-    python benchmarks/bench_zarr3.py [--side N] [--chunk N] [--repeat R] [--fused]
+    python benchmarks/bench_zarr3.py [--side N] [--chunk N] [--shard N] [--repeat R]
+                                     [--fused] [--only-sharded]
 """
 
 from __future__ import annotations
