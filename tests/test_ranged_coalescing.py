@@ -10,11 +10,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import pytest
 
 from aiostore import DirectoryStore, LMDBStore, ZipStore
 from aiostore import _threads as threads
-from aiostore._threads import BlockingStore, Request
+from aiostore._threads import BlockingStore, GetCoalescer, Request
 from aiostore.abc import Buffer, ByteRange, slice_byte_range
 
 pytestmark = pytest.mark.anyio
@@ -163,3 +165,48 @@ async def test_native_ranged_batches(make: Callable[[Path], BlockingStore], tmp_
     # The batch read directly, as ZarrStore.get_partial_values uses it (None: missing).
     assert await store._get_ranges([("s/1", (0, 1)), ("s/9", None), ("s/0", None)]) == [b"0", None, SHARD]
     await store.aclose()
+
+
+async def test_a_cancelled_ranged_waiter_leaves_the_others_served() -> None:
+    gate = threading.Event()
+    entered = threading.Semaphore(0)
+
+    class Gated(RangeRecordingStore):
+        def _get_ranges_batch(self, requests: Sequence[Request]) -> list[bytes | None]:
+            with self.lock:
+                self.range_batches.append(list(requests))
+            entered.release()
+            assert gate.wait(10), "test gate never opened"
+            return BlockingStore._get_ranges_batch(self, requests)
+
+    store = Gated({"a": b"abcdef"})
+    scopes = [anyio.CancelScope() for _ in range(3)]
+    results: dict[int, bytes] = {}
+
+    async def get(i: int) -> None:
+        with scopes[i]:
+            results[i] = await store.get("a", (i, i + 1))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for i in range(3):
+                tg.start_soon(get, i)
+            await anyio.to_thread.run_sync(entered.acquire)  # the batch is in a thread
+            # The batch's first request is its leader's (trio may start tasks in any order).
+            (batch,) = store.range_batches
+            waiter = [r[1][0] for r in batch][1]
+            scopes[waiter].cancel()
+            await anyio.lowlevel.checkpoint()
+            gate.set()
+    assert results == {i: b"abc"[i : i + 1] for i in range(3) if i != waiter}
+    assert await store.get("a", (waiter, waiter + 1)) == b"abc"[waiter : waiter + 1]
+
+
+async def test_a_coalescer_without_fetch_ranges_refuses_byte_ranges() -> None:
+    async def fetch(keys: list[str]) -> dict[str, bytes]:
+        return dict.fromkeys(keys, b"v")
+
+    coalescer = GetCoalescer(fetch)
+    assert await coalescer.get("a") == b"v"
+    with pytest.raises(TypeError, match="byte ranges"):
+        await coalescer.get("a", (0, 1))
