@@ -408,9 +408,10 @@ class BlockingStore(Store):
     A subclass writes plain blocking methods: ``_get_blocking``,
     ``_set_blocking``, ``_delete_blocking``, ``_contains_blocking``,
     ``_list_blocking`` and, to use the backend's own batching,
-    ``_get_batch``/``_set_batch``/``_delete_batch``. The async methods here
-    send whole batches to worker threads; concurrent single-key gets are
-    coalesced into batches; the sync side calls the blocking code directly.
+    ``_get_batch``/``_get_ranges_batch``/``_set_batch``/``_delete_batch``. The
+    async methods here send whole batches to worker threads; concurrent
+    single-key gets, whole or byte ranges, are coalesced into batches; the sync
+    side calls the blocking code directly.
     """
 
     #: The limiter class this backend's threads count against.
