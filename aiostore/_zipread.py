@@ -117,24 +117,32 @@ class EntryReader:
             file.close()
 
     # -- reads ---------------------------------------------------------------------
-    def read(self, info: zipfile.ZipInfo, byte_range: ByteRange | None, fallback: Fallback) -> bytes:
-        """The entry's value, or ``value[start:stop]`` for a byte range."""
+    # Each read looks its entries up *inside* the gate: a ``clear`` (which truncates
+    # the file and empties the index under :meth:`exclusive`) can then never come
+    # between the lookup and the pread, which would read another entry's bytes.
+    def read(
+        self, lookup: Callable[[], zipfile.ZipInfo | None], byte_range: ByteRange | None, fallback: Fallback
+    ) -> bytes | None:
+        """The entry's value, or ``value[start:stop]`` for a byte range; None for no entry."""
         with self._shared() as fd:
-            return self._read(fd, info, byte_range, fallback)
+            info = lookup()
+            return None if info is None else self._read(fd, info, byte_range, fallback)
 
     def read_many(
-        self, entries: Iterable[tuple[str, zipfile.ZipInfo]], fallback: Fallback
+        self, lookup: Callable[[], Iterable[tuple[str, zipfile.ZipInfo]]], fallback: Fallback
     ) -> dict[str, bytes]:
-        """``{key: value}`` for ``(key, entry)`` pairs, all under one hold of the gate."""
+        """``{key: value}`` for the ``(key, entry)`` pairs ``lookup()`` gives, under one hold of the gate."""
         with self._shared() as fd:
-            return {key: self._read(fd, info, None, fallback) for key, info in entries}
+            return {key: self._read(fd, info, None, fallback) for key, info in lookup()}
 
     def read_ranges(
-        self, entries: Iterable[tuple[zipfile.ZipInfo | None, ByteRange | None]], fallback: Fallback
+        self,
+        lookup: Callable[[], Iterable[tuple[zipfile.ZipInfo | None, ByteRange | None]]],
+        fallback: Fallback,
     ) -> list[bytes | None]:
         """Each ``(entry, byte_range)``'s bytes (None for no entry), under one hold of the gate."""
         with self._shared() as fd:
-            return [None if info is None else self._read(fd, info, r, fallback) for info, r in entries]
+            return [None if info is None else self._read(fd, info, r, fallback) for info, r in lookup()]
 
     def _read(
         self, fd: int, info: zipfile.ZipInfo, byte_range: ByteRange | None, fallback: Fallback

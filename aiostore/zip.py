@@ -169,20 +169,24 @@ class ZipStore(BlockingStore):
 
     # -- reads ---------------------------------------------------------------
     def _get_blocking(self, key: str, byte_range: ByteRange | None) -> bytes:
-        info = self._lookup(key)
-        if info is None:
+        value = self._reader.read(lambda: self._lookup(key), byte_range, self._read_with_zipfile)
+        if value is None:
             raise KeyError(key)
-        return self._reader.read(info, byte_range, self._read_with_zipfile)
+        return value
 
     def _get_batch(self, keys: Sequence[str]) -> dict[str, bytes]:
-        with self._index_lock:
-            entries = [(key, self._index[key]) for key in keys if key in self._index]
-        return self._reader.read_many(entries, self._read_with_zipfile)
+        def lookup() -> list[tuple[str, zipfile.ZipInfo]]:
+            with self._index_lock:
+                return [(key, self._index[key]) for key in keys if key in self._index]
+
+        return self._reader.read_many(lookup, self._read_with_zipfile)
 
     def _get_ranges_batch(self, requests: Sequence[tuple[str, ByteRange | None]]) -> list[bytes | None]:
-        with self._index_lock:
-            entries = [(self._index.get(key), byte_range) for key, byte_range in requests]
-        return self._reader.read_ranges(entries, self._read_with_zipfile)
+        def lookup() -> list[tuple[zipfile.ZipInfo | None, ByteRange | None]]:
+            with self._index_lock:
+                return [(self._index.get(key), byte_range) for key, byte_range in requests]
+
+        return self._reader.read_ranges(lookup, self._read_with_zipfile)
 
     def _read_with_zipfile(self, info: zipfile.ZipInfo) -> bytes:
         with self._lock, self._zip().open(info) as entry:

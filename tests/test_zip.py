@@ -428,3 +428,37 @@ async def test_failed_writes_leave_old_values_and_a_valid_file(path: str) -> Non
     assert await store.get_many(["big", "small", "fresh"]) == {"big": b"old", "small": b"new"}
     await store.aclose()
     assert entries(path) == [("big", b"old"), ("small", b"old"), ("small", b"new")]
+
+
+@pytest.mark.parametrize("byte_range", [None, (2, 6)])
+def test_a_read_racing_clear_never_reads_another_entrys_bytes(
+    path: str, monkeypatch: pytest.MonkeyPatch, byte_range: tuple[int, int] | None
+) -> None:
+    # clear() truncates the file and new writes reuse its offsets: a read that looked
+    # its entry up before the clear and read after it would get the new entry's bytes.
+    store = aiostore.sync.ZipStore(path, mode="w")
+    store["a"] = b"old-value-of-a"
+    inner = store.async_store
+    lookup = inner._lookup
+    clearer: list[threading.Thread] = []
+
+    def clear_and_rewrite() -> None:
+        inner._clear_blocking()
+        inner._set_blocking("b", b"0123456789abcdef")
+        inner._set_blocking("a", b"NEW-value-of-a")
+
+    def racing_lookup(key: str) -> Any:
+        info = lookup(key)
+        if not clearer:
+            clearer.append(threading.Thread(target=clear_and_rewrite))
+            clearer[0].start()
+            clearer[0].join(0.3)  # gives the clear its chance to slip in before the read
+        return info
+
+    monkeypatch.setattr(inner, "_lookup", racing_lookup)
+    old = b"old-value-of-a"
+    expected = old if byte_range is None else old[byte_range[0] : byte_range[1]]
+    assert inner._get_blocking("a", byte_range) == expected
+    clearer[0].join(10)
+    assert store["a"] == b"NEW-value-of-a"
+    store.close()
