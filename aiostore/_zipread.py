@@ -17,8 +17,10 @@ Examples
 >>> with zipfile.ZipFile(path) as zf:
 ...     info = zf.getinfo("k")
 >>> reader = EntryReader(path)
->>> reader.read_many([("k", info)], fallback=None), reader.read(info, (1, 3), fallback=None)
-({'k': b'hello'}, b'el')
+>>> reader.read_many(lambda: [("k", info)], fallback=None)
+{'k': b'hello'}
+>>> reader.read(lambda: info, (1, 3), fallback=None), reader.read(lambda: None, None, fallback=None)
+(b'el', None)
 >>> reader.close_file(); tmp.cleanup()
 """
 
