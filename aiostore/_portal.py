@@ -1,7 +1,7 @@
 """One long-lived background event loop for the sync side.
 
 Only natively async stores need it (blocking backends run inline in the
-caller's thread, see :func:`aiostore._threads.run_inline`). The loop runs in one
+caller's thread, see :func:`aiostore._inline.run_inline`). The loop runs in one
 daemon thread started on first use, is checked alive before each call, is
 forgotten in a forked child (which starts its own on first use), and refuses
 -- with an error, never a deadlock -- a call made from its own thread.
@@ -78,7 +78,7 @@ def spawn_on_portal(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T
     The coroutine runs in an empty ``contextvars`` context, not a copy of the
     caller's: under anyio-on-trio the caller's context says "trio" to sniffio
     (so anyio code on this asyncio loop would call trio), and inside
-    :func:`~aiostore._threads.run_inline` it says "inline".
+    :func:`~aiostore._inline.run_inline` it says "inline".
 
     >>> async def answer() -> int:
     ...     return 42

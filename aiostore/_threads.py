@@ -7,7 +7,7 @@ there are worker threads for its resource class, and each part is one
 event loop, so ten stores and a dask pool do not multiply the load.
 
 On the sync side (:mod:`aiostore.sync`) the same coroutines are driven without
-an event loop: :func:`run_inline` marks the context so that every offload
+an event loop: :func:`aiostore._inline.run_inline` marks the context so that every offload
 becomes a direct call in the caller's thread.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, ClassVar, TypeVar
@@ -25,6 +25,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
+from ._inline import _INLINE
 from .abc import Buffer, ByteRange, Store
 from .errors import BatchWriteError
 
@@ -35,7 +36,6 @@ __all__ = [
     "executor_hops",
     "offload",
     "offload_batch",
-    "run_inline",
     "set_thread_limit",
     "thread_limit",
 ]
@@ -43,7 +43,6 @@ __all__ = [
 T = TypeVar("T")
 R = TypeVar("R")
 
-_INLINE: ContextVar[bool] = ContextVar("aiostore_inline", default=False)
 _EXECUTOR_HOPS: ContextVar[bool] = ContextVar("aiostore_executor_hops", default=False)
 
 #: Worker threads per resource class. Disk: a few threads running lean ``os``
@@ -88,38 +87,6 @@ def _limiter(resource: str) -> anyio.CapacityLimiter:
     if limiter.total_tokens != _THREAD_LIMITS[resource]:
         limiter.total_tokens = _THREAD_LIMITS[resource]
     return limiter
-
-
-def is_inline() -> bool:
-    """True while :func:`run_inline` drives the current coroutine."""
-    return _INLINE.get()
-
-
-def run_inline(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends, with no event loop at all.
-
-    Offloads inside it become direct calls in this thread. A coroutine that
-    does suspend (it awaits real async I/O) is closed and refused.
-
-    >>> from aiostore import MemoryStore
-    >>> store = MemoryStore()
-    >>> run_inline(store.set("a", b"1")); run_inline(store.get("a"))
-    b'1'
-    """
-    token = _INLINE.set(True)
-    try:
-        try:
-            coro.send(None)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        coro.close()
-        raise RuntimeError(
-            "this store's coroutine suspended while being run without an event loop; "
-            "it is not a blocking backend (use aiostore.sync.SyncStore, which runs "
-            "natively async stores on a background loop)"
-        )
-    finally:
-        _INLINE.reset(token)
 
 
 @contextmanager

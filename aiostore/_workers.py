@@ -35,8 +35,8 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
+from ._inline import is_inline
 from ._portal import portal_thread, spawn_on_portal
-from ._threads import is_inline
 
 __all__ = ["PortalWorkers", "WAIT", "Wait"]
 

@@ -35,6 +35,7 @@ from typing import Any, ClassVar, TypeAlias
 import anyio
 import sniffio
 
+from ._inline import is_inline
 from .errors import BatchWriteError, ClosedStoreError, ReadOnlyError
 from .keys import normalize_key, normalize_keys, normalize_path, parent_prefix
 
@@ -517,8 +518,6 @@ def closing_scope() -> contextlib.AbstractContextManager[Any]:
     >>> with closing_scope():
     ...     pass
     """
-    from ._threads import is_inline  # _threads imports this module
-
     if is_inline():
         return contextlib.nullcontext()  # no event loop: nothing can cancel
     try:

@@ -45,8 +45,8 @@ from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
 from ._flight import RETRY, Flight
+from ._inline import is_inline
 from ._portal import run_on_portal
-from ._threads import is_inline
 from ._workers import WAIT, PortalWorkers, Wait
 from .abc import Buffer, ByteRange, Store, slice_byte_range
 from .errors import BatchWriteError

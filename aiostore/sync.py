@@ -2,7 +2,7 @@
 
 :class:`SyncStore` wraps any aiostore store. For blocking backends (and the
 memory store) it drives the store's coroutines in the caller's thread with no
-event loop and no thread hop (:func:`aiostore._threads.run_inline`); only
+event loop and no thread hop (:func:`aiostore._inline.run_inline`); only
 natively async stores go through the background loop in :mod:`aiostore._portal`.
 
 Every store class has a sync twin here with the same name and parameters::
@@ -34,8 +34,8 @@ from . import hierarchy as _hierarchy
 from . import lmdb as _lmdb
 from . import memory as _memory
 from . import zip as _zip
+from ._inline import run_inline
 from ._portal import run_on_portal
-from ._threads import run_inline
 from .abc import Store
 from .mapping import MappingStore as _AsyncMappingStore
 from .mapping import as_store

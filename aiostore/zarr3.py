@@ -43,7 +43,8 @@ from zarr.core.buffer import (  # type: ignore[import-not-found,import-untyped,u
     default_buffer_prototype,
 )
 
-from ._threads import BlockingStore, is_inline
+from ._inline import is_inline
+from ._threads import BlockingStore
 from ._zarr3_batching import (
     WriteCoalescer,
     asyncio_running,

@@ -23,7 +23,7 @@ import sniffio
 import aiostore
 import aiostore.sync
 from aiostore import ClosedStoreError, ReadOnlyError, _portal
-from aiostore._threads import run_inline
+from aiostore._inline import run_inline
 from aiostore.abc import Buffer, ByteRange, Store, slice_byte_range
 from aiostore.sync import SyncStore, as_sync_store, run_sync
 
