@@ -314,40 +314,29 @@ class GetCoalescer:
     ) -> tuple[dict[Request, bytes], dict[Request, BaseException]]:
         found: dict[Request, bytes] = {}
         errors: dict[Request, BaseException] = {}
-        whole = [key for key, byte_range in requests if byte_range is None]
+        whole = [r for r in requests if r[1] is None]
         ranged = [r for r in requests if r[1] is not None]
         if whole:
-            await self._fetch_whole(whole, found, errors)
+            await self._fetch_group(self._fetch_whole, whole, found, errors)
         if ranged:
-            await self._fetch_ranged(ranged, found, errors)
+            fetch = self._fetch_ranges
+            assert fetch is not None  # get() refuses byte ranges without it
+            await self._fetch_group(fetch, ranged, found, errors)
         return found, errors
 
-    async def _fetch_whole(
-        self, keys: list[str], found: dict[Request, bytes], errors: dict[Request, BaseException]
-    ) -> None:
-        try:
-            values = await self._fetch_batch(keys)
-        except Exception as exc:
-            if len(keys) == 1:
-                errors[keys[0], None] = exc
-                return
-        else:
-            for key, value in values.items():
-                found[key, None] = value
-            return
-        # One key's failure must not fail its neighbours: retry one by one.
-        for key in keys:
-            try:
-                for k, value in (await self._fetch_batch([key])).items():
-                    found[k, None] = value
-            except Exception as exc:
-                errors[key, None] = exc
+    async def _fetch_whole(self, requests: list[Request]) -> list[bytes | None]:
+        values = await self._fetch_batch([key for key, _ in requests])
+        return [values.get(key) for key, _ in requests]
 
-    async def _fetch_ranged(
-        self, requests: list[Request], found: dict[Request, bytes], errors: dict[Request, BaseException]
+    @staticmethod
+    async def _fetch_group(
+        fetch: Callable[[list[Request]], Awaitable[list[bytes | None]]],
+        requests: list[Request],
+        found: dict[Request, bytes],
+        errors: dict[Request, BaseException],
     ) -> None:
-        fetch = self._fetch_ranges
-        assert fetch is not None  # get() refuses byte ranges without it
+        """One batch call; if it fails, one call per request, so that a failure
+        is attributed to its own request and never fails its neighbours."""
         try:
             values = await fetch(requests)
         except Exception as exc:
@@ -359,7 +348,7 @@ class GetCoalescer:
                 if value is not None:
                     found[r] = value
             return
-        for r in requests:  # as for whole values: attribute the failure to its request
+        for r in requests:
             try:
                 [value] = await fetch([r])
             except Exception as exc:
