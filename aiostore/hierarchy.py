@@ -31,7 +31,6 @@ from typing import Any, TypeAlias
 
 from ._meta import BadCompressorError, MetadataError, array_metadata, group_metadata, v1_to_v2_metadata
 from .abc import Store
-from .errors import ClosedStoreError, ReadOnlyError
 from .keys import join_key, normalize_path
 from .mapping import MappingStore, as_store
 
@@ -118,10 +117,10 @@ def _own_method(store: Store, name: str, *, write: bool = False) -> Callable[...
             return None  # zarr 2 then deletes key by key
 
     async def call(*args: Any) -> Any:
-        if mapping_store.closed:
-            raise ClosedStoreError(f"{mapping_store!r} is closed")
-        if write and mapping_store.read_only:
-            raise ReadOnlyError(f"{mapping_store!r} is read-only")
+        if write:
+            mapping_store._check_writable()
+        else:
+            mapping_store._check_open()
 
         def locked() -> Any:
             with mapping_store._lock:  # one thread at a time in the mapping, as MappingStore does
