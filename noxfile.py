@@ -46,7 +46,7 @@ def tests(session: nox.Session) -> None:
         "--ignore=tests/zarr3",
         "--doctest-modules",
         "aiostore",
-        "--ignore=aiostore/zarr3.py",
+        "--ignore=aiostore/zarr3",
         *session.posargs,
     )
 
@@ -62,7 +62,7 @@ def zarr2(session: nox.Session) -> None:
 def zarr3(session: nox.Session) -> None:
     """The zarr 3 adapter under the newest zarr 3, with zarr's own StoreTests and its doctests."""
     session.install("-e", ".", *TEST_DEPS, "zarr>=3,<4", "xarray", "dask")
-    session.run("pytest", "tests/zarr3", "--doctest-modules", "aiostore/zarr3.py", *session.posargs)
+    session.run("pytest", "tests/zarr3", "--doctest-modules", "aiostore/zarr3", *session.posargs)
 
 
 @nox.session

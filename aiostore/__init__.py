@@ -12,14 +12,7 @@ Every store is an async key-value store with concurrent batch operations;
 {'a': b'1', 'b': b'2'}
 """
 
-from .abc import Store
-from .cache import LRUStoreCache
-from .dbm import DBMStore
-from .directory import DirectoryStore, NestedDirectoryStore, TempStore
-from .errors import BatchWriteError, ClosedStoreError, ReadOnlyError
-from .hierarchy import (
-    ContainsArrayError,
-    ContainsGroupError,
+from aiostore._zarr2meta.hierarchy import (
     contains_array,
     contains_group,
     getsize,
@@ -30,10 +23,23 @@ from .hierarchy import (
     rename,
     rmdir,
 )
-from .lmdb import LMDBStore
-from .mapping import MappingStore, as_store
-from .memory import DictStore, MemoryStore
-from .zip import ZipStore
+from aiostore.abc import Store
+from aiostore.errors import (
+    BadCompressorError,
+    BatchWriteError,
+    ClosedStoreError,
+    ContainsArrayError,
+    ContainsGroupError,
+    MetadataError,
+    ReadOnlyError,
+)
+from aiostore.stores.cache.store import LRUStoreCache
+from aiostore.stores.dbm import DBMStore
+from aiostore.stores.directory import DirectoryStore, NestedDirectoryStore, TempStore
+from aiostore.stores.lmdb import LMDBStore
+from aiostore.stores.mapping import MappingStore, as_store
+from aiostore.stores.memory import DictStore, MemoryStore
+from aiostore.stores.zip import ZipStore
 
 __all__ = [
     "Store",
@@ -62,6 +68,8 @@ __all__ = [
     "migrate_1to2",
     "ContainsArrayError",
     "ContainsGroupError",
+    "MetadataError",
+    "BadCompressorError",
 ]
 
 __version__ = "0.1.0"

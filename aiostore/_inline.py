@@ -4,7 +4,7 @@ The sync side (:mod:`aiostore.sync`) runs the same coroutines as the async
 side. For stores whose coroutines never suspend (blocking backends, the memory
 store), :func:`run_inline` drives them in the caller's thread and marks the
 context, so that every thread offload becomes a direct call. The lowest layer:
-:mod:`aiostore.abc` and :mod:`aiostore._threads` both ask :func:`is_inline`.
+:mod:`aiostore.abc` and :mod:`aiostore._runtime.offload` both ask :func:`is_inline`.
 """
 
 from __future__ import annotations

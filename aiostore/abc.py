@@ -35,9 +35,9 @@ from typing import Any, ClassVar, TypeAlias
 import anyio
 import sniffio
 
-from ._inline import is_inline
-from .errors import BatchWriteError, ClosedStoreError, ReadOnlyError
-from .keys import normalize_key, normalize_keys, normalize_path, parent_prefix
+from aiostore._inline import is_inline
+from aiostore.errors import BatchWriteError, ClosedStoreError, ReadOnlyError
+from aiostore.keys import normalize_key, normalize_keys, normalize_path, parent_prefix
 
 __all__ = [
     "Store",

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["ReadOnlyError", "BatchWriteError", "ClosedStoreError"]
+__all__ = [
+    "ReadOnlyError",
+    "BatchWriteError",
+    "ClosedStoreError",
+    "BadCompressorError",
+    "MetadataError",
+    "ContainsArrayError",
+    "ContainsGroupError",
+]
 
 
 class ReadOnlyError(PermissionError):
@@ -47,3 +55,55 @@ class BatchWriteError(OSError):
 
     def __reduce__(self) -> tuple[type[BatchWriteError], tuple[dict[str, BaseException]]]:
         return (type(self), (self.failed,))
+
+
+class BadCompressorError(ValueError):
+    """The compressor is not a numcodecs codec (has no ``get_config``).
+
+    >>> raise BadCompressorError("zlib")
+    Traceback (most recent call last):
+    ...
+    aiostore.errors.BadCompressorError: bad compressor; expected a numcodecs Codec object, found 'zlib'
+    """
+
+    def __init__(self, compressor: object) -> None:
+        super().__init__(f"bad compressor; expected a numcodecs Codec object, found {compressor!r}")
+
+
+class MetadataError(ValueError):
+    """Stored metadata is missing a field or is of an unsupported zarr format."""
+
+
+class ContainsArrayError(ValueError):
+    """There is already an array at the path (zarr 2's error of that name).
+
+    >>> raise ContainsArrayError("foo")
+    Traceback (most recent call last):
+    ...
+    aiostore.errors.ContainsArrayError: path 'foo' contains an array
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"path {path!r} contains an array")
+
+    def __reduce__(self) -> tuple[type[ContainsArrayError], tuple[str]]:
+        return (type(self), (self.path,))
+
+
+class ContainsGroupError(ValueError):
+    """There is already a group at the path (zarr 2's error of that name).
+
+    >>> str(ContainsGroupError(""))
+    "path '' contains a group"
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"path {path!r} contains a group")
+
+    def __reduce__(self) -> tuple[type[ContainsGroupError], tuple[str]]:
+        return (type(self), (self.path,))
+
+
+# -- the store's own methods, or the key listing ---------------------------------

@@ -176,9 +176,9 @@ def write_plain(ctx: Context, name: str, atomic: bool = False) -> Run:
 
 def _aiostore_directory_store() -> Any:
     try:
-        from aiostore.directory import DirectoryStore
+        from aiostore.stores.directory import DirectoryStore
     except ImportError as exc:
-        raise Skipped(f"skipped: aiostore.directory not importable ({exc})") from None
+        raise Skipped(f"skipped: aiostore.stores.directory not importable ({exc})") from None
     return DirectoryStore
 
 

@@ -49,7 +49,7 @@ from _common import Row, format_table, interleaved_best, machine_description, ti
 
 import aiostore
 import aiostore.sync
-from aiostore._threads import thread_limit
+from aiostore._runtime.offload import thread_limit
 
 READ_BASELINE = "aiostore LMDBStore.get_many (asyncio)"
 WRITE_BASELINE = "aiostore LMDBStore.set_many (asyncio)"

@@ -15,7 +15,7 @@ Rows besides the two under test:
   ``anyio.to_thread.run_sync`` -- on zarr's own event loop (started with
   ``run_forever``) anyio scans every task in the process and starts a new thread on
   each hop; this row is why ZarrStore does not use it (see
-  ``aiostore._threads.executor_hops``).
+  ``aiostore._runtime.offload.executor_hops``).
 
 A third table times the stores alone: 4,096 concurrent ``get`` calls through zarr's
 Store API (``asyncio.gather``) on zarr's loop, no array machinery -- what aiostore's
@@ -95,7 +95,7 @@ class Way:
 def _ways(root: str, with_anyio: bool) -> dict[str, Way]:
     import zarr.storage
 
-    from aiostore.directory import DirectoryStore
+    from aiostore.stores.directory import DirectoryStore
     from aiostore.zarr3 import ZarrStore
 
     memory: dict[str, Any] = {}

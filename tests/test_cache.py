@@ -658,16 +658,16 @@ def test_prefetch_from_sync_code_over_an_inline_store() -> None:
 def test_sync_cache_over_a_natively_async_store_hits_without_leaving_the_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import aiostore.cache
+    import aiostore.stores.cache.store
 
     hops: list[object] = []
-    real = aiostore.cache.run_on_portal
+    real = aiostore.stores.cache.store.run_on_portal
 
     def counted(call: Coroutine[Any, Any, T]) -> T:
         hops.append(call)
         return real(call)
 
-    monkeypatch.setattr(aiostore.cache, "run_on_portal", counted)
+    monkeypatch.setattr(aiostore.stores.cache.store, "run_on_portal", counted)
     store = GatedStore()
     store.gate.set()
     cache = aiosync.LRUStoreCache(store, max_size=None)

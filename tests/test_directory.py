@@ -32,10 +32,10 @@ from aiostore import (
     NestedDirectoryStore,
     ReadOnlyError,
     TempStore,
-    _threads,
 )
-from aiostore.directory import TEMP_PREFIX
+from aiostore._runtime import offload as _threads
 from aiostore.keys import key_to_fs_path
+from aiostore.stores.directory import TEMP_PREFIX
 
 
 def temp_files(root: pathlib.Path | str) -> list[str]:

@@ -1,4 +1,4 @@
-"""The zarr v2 metadata layer: aiostore.hierarchy (async) and its sync twins (no zarr here)."""
+"""The zarr v2 metadata layer: aiostore._zarr2meta.hierarchy (async) and its sync twins (no zarr here)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 import aiostore
 import aiostore.sync as sync
 from aiostore import MappingStore, MemoryStore, ReadOnlyError
-from aiostore import hierarchy as h
-from aiostore.hierarchy import ContainsArrayError, ContainsGroupError, MetadataError
+from aiostore._zarr2meta import hierarchy as h
+from aiostore.errors import ContainsArrayError, ContainsGroupError, MetadataError
 
 pytestmark = pytest.mark.anyio
 
@@ -252,7 +252,7 @@ async def test_dimension_separator_defaults_to_the_stores() -> None:
         ({"shape": -1}, ValueError, "negative"),
         ({"fill_value": "abc", "dtype": "i4"}, ValueError, "fill_value 'abc' is not valid for dtype int32"),
         ({"fill_value": 1.5, "dtype": "U2"}, ValueError, "must be a str"),
-        ({"compressor": "zlib"}, h.BadCompressorError, "expected a numcodecs Codec"),
+        ({"compressor": "zlib"}, aiostore.errors.BadCompressorError, "expected a numcodecs Codec"),
         ({"filters": ["zlib"]}, TypeError, "each filter must be a numcodecs Codec"),
         ({"dimension_separator": "-"}, ValueError, "dimension_separator must be"),
     ],
@@ -529,7 +529,7 @@ def test_errors_are_value_errors_and_pickle() -> None:
         assert isinstance(error, ValueError)
         copy = pickle.loads(pickle.dumps(error))
         assert type(copy) is cls and str(copy) == str(error) and copy.path == "a/b"
-    assert issubclass(h.BadCompressorError, ValueError) and issubclass(MetadataError, ValueError)
+    assert issubclass(aiostore.errors.BadCompressorError, ValueError) and issubclass(MetadataError, ValueError)
     assert aiostore.ContainsArrayError is ContainsArrayError
 
 

@@ -15,8 +15,8 @@ import anyio.to_thread
 import pytest
 
 from aiostore import DirectoryStore, LMDBStore, ZipStore
-from aiostore import _threads as threads
-from aiostore._threads import BlockingStore, GetCoalescer, Request
+from aiostore._runtime import offload as threads
+from aiostore._runtime.offload import BlockingStore, GetCoalescer, Request
 from aiostore.abc import Buffer, ByteRange, slice_byte_range
 
 pytestmark = pytest.mark.anyio

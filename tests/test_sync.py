@@ -22,8 +22,9 @@ import sniffio
 
 import aiostore
 import aiostore.sync
-from aiostore import ClosedStoreError, ReadOnlyError, _portal
+from aiostore import ClosedStoreError, ReadOnlyError
 from aiostore._inline import run_inline
+from aiostore._runtime import portal as _portal
 from aiostore.abc import Buffer, ByteRange, Store, slice_byte_range
 from aiostore.sync import SyncStore, as_sync_store, run_sync
 
@@ -359,6 +360,6 @@ def test_portal_works_in_a_forked_child() -> None:
 
 
 def test_portal_does_not_block_interpreter_exit() -> None:
-    script = "import asyncio, aiostore._portal as p; p.run_on_portal(asyncio.sleep(0)); print('done')"
+    script = "import asyncio, aiostore._runtime.portal as p; p.run_on_portal(asyncio.sleep(0)); print('done')"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "done", result.stderr

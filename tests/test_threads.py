@@ -13,8 +13,8 @@ import anyio.to_thread
 import pytest
 
 from aiostore import BatchWriteError
-from aiostore import _threads as threads
-from aiostore._threads import BlockingStore, GetCoalescer, offload_batch, split_batch
+from aiostore._runtime import offload as threads
+from aiostore._runtime.offload import BlockingStore, GetCoalescer, offload_batch, split_batch
 from aiostore.abc import Buffer, ByteRange, slice_byte_range
 
 pytestmark = pytest.mark.anyio

@@ -19,7 +19,7 @@ import pytest
 
 import aiostore.sync
 from aiostore import ClosedStoreError, ReadOnlyError, ZipStore
-from aiostore._threads import thread_limit
+from aiostore._runtime.offload import thread_limit
 from aiostore.errors import BatchWriteError
 
 pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")

@@ -74,23 +74,29 @@ def _cache_over_memory(cls: Any, tmp: pathlib.Path) -> Store:
 
 
 BACKENDS = [
-    Backend("memory", "aiostore.memory", "MemoryStore", lambda cls, tmp: cls()),
-    Backend("mapping", "aiostore.mapping", "MappingStore", lambda cls, tmp: cls({})),
+    Backend("memory", "aiostore.stores.memory", "MemoryStore", lambda cls, tmp: cls()),
+    Backend("mapping", "aiostore.stores.mapping", "MappingStore", lambda cls, tmp: cls({})),
     Backend(
-        "directory", "aiostore.directory", "DirectoryStore", lambda c, t: c(str(t / "data")), persistent=True
+        "directory",
+        "aiostore.stores.directory",
+        "DirectoryStore",
+        lambda c, t: c(str(t / "data")),
+        persistent=True,
     ),
     Backend(
         "nested",
-        "aiostore.directory",
+        "aiostore.stores.directory",
         "NestedDirectoryStore",
         lambda c, t: c(str(t / "data")),
         persistent=True,
     ),
-    Backend("temp", "aiostore.directory", "TempStore", lambda c, t: c(dir=str(t))),
-    Backend("zip", "aiostore.zip", "ZipStore", lambda c, t: c(str(t / "data.zip")), persistent=True),
-    Backend("dbm", "aiostore.dbm", "DBMStore", lambda c, t: c(str(t / "data.db")), persistent=True),
-    Backend("lmdb", "aiostore.lmdb", "LMDBStore", lambda c, t: c(str(t / "data.mdb")), persistent=True),
-    Backend("cache", "aiostore.cache", "LRUStoreCache", _cache_over_memory),
+    Backend("temp", "aiostore.stores.directory", "TempStore", lambda c, t: c(dir=str(t))),
+    Backend("zip", "aiostore.stores.zip", "ZipStore", lambda c, t: c(str(t / "data.zip")), persistent=True),
+    Backend("dbm", "aiostore.stores.dbm", "DBMStore", lambda c, t: c(str(t / "data.db")), persistent=True),
+    Backend(
+        "lmdb", "aiostore.stores.lmdb", "LMDBStore", lambda c, t: c(str(t / "data.mdb")), persistent=True
+    ),
+    Backend("cache", "aiostore.stores.cache.store", "LRUStoreCache", _cache_over_memory),
     Backend(
         "objectstore",
         "aiostore.objectstore",

@@ -21,7 +21,7 @@ from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteReques
 from zarr.core.buffer import cpu, default_buffer_prototype
 
 import aiostore
-from aiostore._threads import thread_limit
+from aiostore._runtime.offload import thread_limit
 from aiostore.abc import Buffer
 from aiostore.errors import BatchWriteError
 from aiostore.sync import SyncStore, run_sync
@@ -223,7 +223,7 @@ async def test_cancelled_set_returns_only_after_its_write_landed() -> None:
 
 async def test_zarr_calls_do_not_use_anyio_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     """On zarr's own loop anyio's to_thread costs milliseconds a hop (see
-    aiostore._threads.executor_hops): the adapter's hops go through asyncio."""
+    aiostore._runtime.offload.executor_hops): the adapter's hops go through asyncio."""
 
     async def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("anyio.to_thread.run_sync was used")

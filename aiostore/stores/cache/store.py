@@ -17,7 +17,7 @@ Async callers run the cache in their own event loop. The sync twin
 whatever the store: a hit is a dict lookup under a lock, with no event loop and
 no thread hop. Only the calls that reach the store go elsewhere when they must:
 a natively async store's (an object store's) run on aiostore's background event
-loop (:mod:`aiostore._portal`); a blocking store's run in the caller's thread.
+loop (:mod:`aiostore._runtime.portal`); a blocking store's run in the caller's thread.
 Prefetching needs background tasks, so it always runs on that background loop,
 whichever side called :meth:`~LRUStoreCache.prefetch`; readers in any thread
 or loop can wait for what it fetches.
@@ -44,13 +44,13 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
-from ._flight import RETRY, Flight
-from ._inline import is_inline
-from ._portal import run_on_portal
-from ._workers import WAIT, PortalWorkers, Wait
-from .abc import Buffer, ByteRange, Store, slice_byte_range
-from .errors import BatchWriteError
-from .mapping import as_store
+from aiostore._inline import is_inline
+from aiostore._runtime.flight import RETRY, Flight
+from aiostore._runtime.portal import run_on_portal
+from aiostore._runtime.workers import WAIT, PortalWorkers, Wait
+from aiostore.abc import Buffer, ByteRange, Store, slice_byte_range
+from aiostore.errors import BatchWriteError
+from aiostore.stores.mapping import as_store
 
 __all__ = ["LRUStoreCache"]
 

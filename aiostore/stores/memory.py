@@ -17,7 +17,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import Any
 
-from .abc import Buffer, ByteRange, Store, slice_byte_range
+from aiostore.abc import Buffer, ByteRange, Store, slice_byte_range
 
 __all__ = ["MemoryStore", "DictStore"]
 

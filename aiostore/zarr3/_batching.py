@@ -5,10 +5,10 @@ and calls the store once per chunk from thousands of tasks. Three things make
 that fast on aiostore:
 
 * :func:`fast_hops`: thread hops through asyncio's executor, not
-  ``anyio.to_thread`` (see :func:`aiostore._threads.executor_hops` for why);
+  ``anyio.to_thread`` (see :func:`aiostore._runtime.offload.executor_hops` for why);
 * :class:`WriteCoalescer`: concurrent single-key writes become one
   ``set_many``/``delete_many`` batch (reads -- whole values and byte ranges --
-  are coalesced by the backend's own :class:`~aiostore._threads.GetCoalescer`,
+  are coalesced by the backend's own :class:`~aiostore._runtime.offload.GetCoalescer`,
   and a blocking backend reads a batch of byte ranges with ``_get_ranges``).
 """
 
@@ -19,8 +19,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
-from ._threads import BlockingStore, executor_hops, split_batch, thread_limit
-from .abc import Store
+from aiostore._runtime.offload import BlockingStore, executor_hops, split_batch, thread_limit
+from aiostore.abc import Store
 
 __all__ = ["WriteCoalescer", "asyncio_running", "fast_hops", "stream_keys", "write_groups"]
 
@@ -41,7 +41,7 @@ def asyncio_running() -> bool:
 
 
 def fast_hops() -> AbstractContextManager[None]:
-    """:func:`~aiostore._threads.executor_hops` inside a running asyncio loop;
+    """:func:`~aiostore._runtime.offload.executor_hops` inside a running asyncio loop;
     nothing elsewhere (under trio, or driven inline by the sync side).
 
     >>> with fast_hops():

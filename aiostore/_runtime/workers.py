@@ -1,7 +1,7 @@
 """Background worker tasks on aiostore's portal loop, started on demand.
 
 A :class:`PortalWorkers` runs up to ``size`` tasks in a task group on the
-background event loop (:mod:`aiostore._portal`), so code on either side -- a
+background event loop (:mod:`aiostore._runtime.portal`), so code on either side -- a
 sync caller with no event loop, or async code under asyncio or trio -- can hand
 work off and return at once. The workers pull jobs from their owner until none
 are left, then end: an idle pool holds no task, and the next :meth:`start`
@@ -35,8 +35,8 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from ._inline import is_inline
-from ._portal import portal_thread, spawn_on_portal
+from aiostore._inline import is_inline
+from aiostore._runtime.portal import portal_thread, spawn_on_portal
 
 __all__ = ["PortalWorkers", "WAIT", "Wait"]
 
@@ -77,7 +77,7 @@ class _Generation:
 
     def call_soon(self, fn: Callable[..., object], *args: object) -> None:
         """Run ``fn(*args)`` in the portal loop, in a clean context (see
-        :func:`~aiostore._portal.spawn_on_portal`)."""
+        :func:`~aiostore._runtime.portal.spawn_on_portal`)."""
         assert self.loop is not None
         try:
             self.loop.call_soon_threadsafe(fn, *args, context=contextvars.Context())

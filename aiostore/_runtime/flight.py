@@ -29,7 +29,7 @@ from collections.abc import Callable
 import anyio
 import sniffio
 
-from ._inline import is_inline
+from aiostore._inline import is_inline
 
 __all__ = ["Flight", "RETRY"]
 

@@ -35,9 +35,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO
 
-from .abc import ByteRange
-from .errors import ClosedStoreError
-from .keys import normalize_path
+from aiostore.abc import ByteRange
+from aiostore.errors import ClosedStoreError
+from aiostore.keys import normalize_path
 
 __all__ = ["EntryReader", "newest_entries"]
 

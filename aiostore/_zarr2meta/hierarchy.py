@@ -13,7 +13,7 @@ Examples
 --------
 >>> import anyio, json
 >>> from aiostore import MemoryStore
->>> from aiostore.hierarchy import init_array, contains_array, listdir
+>>> from aiostore._zarr2meta.hierarchy import init_array, contains_array, listdir
 >>> async def main():
 ...     store = MemoryStore()
 ...     await init_array(store, shape=(100, 100), chunks=10, dtype="i4", path="a/b")
@@ -29,19 +29,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, TypeAlias
 
-from ._meta import BadCompressorError, MetadataError, array_metadata, group_metadata, v1_to_v2_metadata
-from .abc import Store
-from .keys import join_key, normalize_path
-from .mapping import MappingStore, as_store
+from aiostore._zarr2meta.metadata import (
+    array_metadata,
+    group_metadata,
+    v1_to_v2_metadata,
+)
+from aiostore.abc import Store
+from aiostore.errors import ContainsArrayError, ContainsGroupError
+from aiostore.keys import join_key, normalize_path
+from aiostore.stores.mapping import MappingStore, as_store
 
 __all__ = [
     "ARRAY_META_KEY",
     "ATTRS_KEY",
     "GROUP_META_KEY",
-    "BadCompressorError",
-    "ContainsArrayError",
-    "ContainsGroupError",
-    "MetadataError",
     "StoreLike",
     "contains_array",
     "contains_group",
@@ -60,41 +61,6 @@ ATTRS_KEY = ".zattrs"
 
 #: An aiostore store, or any mapping :func:`aiostore.as_store` wraps.
 StoreLike: TypeAlias = Store | MutableMapping[str, Any]
-
-
-class ContainsArrayError(ValueError):
-    """There is already an array at the path (zarr 2's error of that name).
-
-    >>> raise ContainsArrayError("foo")
-    Traceback (most recent call last):
-    ...
-    aiostore.hierarchy.ContainsArrayError: path 'foo' contains an array
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        super().__init__(f"path {path!r} contains an array")
-
-    def __reduce__(self) -> tuple[type[ContainsArrayError], tuple[str]]:
-        return (type(self), (self.path,))
-
-
-class ContainsGroupError(ValueError):
-    """There is already a group at the path (zarr 2's error of that name).
-
-    >>> str(ContainsGroupError(""))
-    "path '' contains a group"
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        super().__init__(f"path {path!r} contains a group")
-
-    def __reduce__(self) -> tuple[type[ContainsGroupError], tuple[str]]:
-        return (type(self), (self.path,))
-
-
-# -- the store's own methods, or the key listing ---------------------------------
 
 
 def _own_method(store: Store, name: str, *, write: bool = False) -> Callable[..., Awaitable[Any]] | None:

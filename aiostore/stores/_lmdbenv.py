@@ -2,7 +2,7 @@
 
 LMDB forbids opening one database twice in a process (its fcntl locks belong to
 the process, and py-lmdb refuses a second open), so every
-:class:`~aiostore.lmdb.LMDBStore` on a database shares one :class:`SharedEnv`.
+:class:`~aiostore.stores.lmdb.LMDBStore` on a database shares one :class:`SharedEnv`.
 Resizing the map (``set_mapsize``) and closing need no transaction of this
 process to be active, so transactions enter a shared section and those two wait
 for an exclusive turn.
@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from .errors import ClosedStoreError
+from aiostore.errors import ClosedStoreError
 
 __all__ = ["SharedEnv", "acquire_env", "release_env"]
 

@@ -3,7 +3,7 @@
 :class:`SyncStore` wraps any aiostore store. For blocking backends (and the
 memory store) it drives the store's coroutines in the caller's thread with no
 event loop and no thread hop (:func:`aiostore._inline.run_inline`); only
-natively async stores go through the background loop in :mod:`aiostore._portal`.
+natively async stores go through the background loop in :mod:`aiostore._runtime.portal`.
 
 Every store class has a sync twin here with the same name and parameters::
 
@@ -27,18 +27,18 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Mu
 from types import ModuleType, TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from . import cache as _cache
-from . import dbm as _dbm
-from . import directory as _directory
-from . import hierarchy as _hierarchy
-from . import lmdb as _lmdb
-from . import memory as _memory
-from . import zip as _zip
-from ._inline import run_inline
-from ._portal import run_on_portal
-from .abc import Store
-from .mapping import MappingStore as _AsyncMappingStore
-from .mapping import as_store
+from aiostore._inline import run_inline
+from aiostore._runtime.portal import run_on_portal
+from aiostore._zarr2meta import hierarchy as _hierarchy
+from aiostore.abc import Store
+from aiostore.stores import dbm as _dbm
+from aiostore.stores import directory as _directory
+from aiostore.stores import lmdb as _lmdb
+from aiostore.stores import memory as _memory
+from aiostore.stores import zip as _zip
+from aiostore.stores.cache import store as _cache
+from aiostore.stores.mapping import MappingStore as _AsyncMappingStore
+from aiostore.stores.mapping import as_store
 
 __all__ = [
     "SyncStore",
@@ -439,11 +439,11 @@ class LRUStoreCache(SyncStore):
     __init__ = _twin(_cache.LRUStoreCache)
 
 
-# -- sync twins of the hierarchy functions (aiostore.hierarchy) ------------------
+# -- sync twins of the hierarchy functions (aiostore._zarr2meta.hierarchy) ------------------
 
 
 def _hierarchy_twin(fn: Callable[P, Coroutine[Any, Any, T]], doc: str) -> Callable[P, T]:
-    """A blocking twin of a coroutine function of :mod:`aiostore.hierarchy`.
+    """A blocking twin of a coroutine function of :mod:`aiostore._zarr2meta.hierarchy`.
 
     Its ``store`` and ``chunk_store`` may be a :class:`SyncStore`, an aiostore
     store or any ``MutableMapping`` (a plain ``dict`` is wrapped, not copied, so
@@ -469,7 +469,7 @@ def _hierarchy_twin(fn: Callable[P, Coroutine[Any, Any, T]], doc: str) -> Callab
 
 init_array = _hierarchy_twin(
     _hierarchy.init_array,
-    """Initialize an array in ``store``: blocking twin of :func:`aiostore.hierarchy.init_array`.
+    """Initialize an array in ``store``: blocking twin of :func:`aiostore.init_array`.
 
     ``store`` and ``chunk_store`` may be any ``MutableMapping`` (a plain
     ``dict`` too), a :class:`SyncStore` or an aiostore store.
@@ -511,7 +511,7 @@ init_array = _hierarchy_twin(
 )
 init_group = _hierarchy_twin(
     _hierarchy.init_group,
-    """Initialize a group: blocking twin of :func:`aiostore.hierarchy.init_group`.
+    """Initialize a group: blocking twin of :func:`aiostore.init_group`.
 
     >>> store = {}
     >>> init_group(store, path="a/b")
@@ -521,7 +521,7 @@ init_group = _hierarchy_twin(
 )
 contains_array = _hierarchy_twin(
     _hierarchy.contains_array,
-    """True if there is an array at ``path``: twin of :func:`aiostore.hierarchy.contains_array`.
+    """True if there is an array at ``path``: twin of :func:`aiostore.contains_array`.
 
     >>> contains_array({"a/.zarray": b"{}"}, "a"), contains_array({}, "a")
     (True, False)
@@ -529,7 +529,7 @@ contains_array = _hierarchy_twin(
 )
 contains_group = _hierarchy_twin(
     _hierarchy.contains_group,
-    """True if there is a group at ``path``: twin of :func:`aiostore.hierarchy.contains_group`.
+    """True if there is a group at ``path``: twin of :func:`aiostore.contains_group`.
 
     >>> contains_group({".zgroup": b"{}"})
     True
@@ -537,7 +537,7 @@ contains_group = _hierarchy_twin(
 )
 listdir = _hierarchy_twin(
     _hierarchy.listdir,
-    """The sorted children of ``path``: twin of :func:`aiostore.hierarchy.listdir`.
+    """The sorted children of ``path``: twin of :func:`aiostore.listdir`.
 
     >>> listdir({"a/b": b"1", "a/c/d": b"2"}, "a")
     ['b', 'c']
@@ -545,7 +545,7 @@ listdir = _hierarchy_twin(
 )
 rmdir = _hierarchy_twin(
     _hierarchy.rmdir,
-    """Remove everything below ``path``: twin of :func:`aiostore.hierarchy.rmdir`.
+    """Remove everything below ``path``: twin of :func:`aiostore.rmdir`.
 
     >>> store = {"a/b": b"1", "c": b"2"}
     >>> rmdir(store, "a"); store
@@ -554,7 +554,7 @@ rmdir = _hierarchy_twin(
 )
 getsize = _hierarchy_twin(
     _hierarchy.getsize,
-    """Size of the values at or directly below ``path``: twin of :func:`aiostore.hierarchy.getsize`.
+    """Size of the values at or directly below ``path``: twin of :func:`aiostore.getsize`.
 
     >>> getsize({"a/b": b"123", "a/c": b"45"}, "a")
     5
@@ -562,7 +562,7 @@ getsize = _hierarchy_twin(
 )
 rename = _hierarchy_twin(
     _hierarchy.rename,
-    """Move ``src_path`` and all below it to ``dst_path``: twin of :func:`aiostore.hierarchy.rename`.
+    """Move ``src_path`` and all below it to ``dst_path``: twin of :func:`aiostore.rename`.
 
     >>> store = {"a/b": b"1"}
     >>> rename(store, "a", "x"); store
@@ -571,7 +571,7 @@ rename = _hierarchy_twin(
 )
 migrate_1to2 = _hierarchy_twin(
     _hierarchy.migrate_1to2,
-    """Convert a zarr version-1 array to version 2: twin of :func:`aiostore.hierarchy.migrate_1to2`.
+    """Convert a zarr version-1 array to version 2: twin of :func:`aiostore.migrate_1to2`.
 
     >>> store = {"attrs": b"{}", "meta": b'{"zarr_format": 1, "shape": [4], "chunks": [2], '
     ...          b'"dtype": "<i4", "compression": "zlib", "compression_opts": 1, '

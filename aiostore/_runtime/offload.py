@@ -25,9 +25,9 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from ._inline import _INLINE
-from .abc import Buffer, ByteRange, Store
-from .errors import BatchWriteError
+from aiostore._inline import _INLINE
+from aiostore.abc import Buffer, ByteRange, Store
+from aiostore.errors import BatchWriteError
 
 __all__ = [
     "BlockingStore",

@@ -40,11 +40,11 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from ._threads import BlockingStore
-from .abc import Buffer, ByteRange
-from .errors import BatchWriteError
-from .keys import key_to_fs_path, normalize_path
-from .keys import normalize_keys as _normalize_batch
+from aiostore._runtime.offload import BlockingStore
+from aiostore.abc import Buffer, ByteRange
+from aiostore.errors import BatchWriteError
+from aiostore.keys import key_to_fs_path, normalize_path
+from aiostore.keys import normalize_keys as _normalize_batch
 
 __all__ = ["DirectoryStore", "NestedDirectoryStore", "TempStore", "TEMP_PREFIX"]
 

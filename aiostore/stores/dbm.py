@@ -27,10 +27,10 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
-from ._threads import BlockingStore
-from .abc import Buffer, ByteRange, slice_byte_range
-from .errors import BatchWriteError, ClosedStoreError
-from .keys import parent_prefix
+from aiostore._runtime.offload import BlockingStore
+from aiostore.abc import Buffer, ByteRange, slice_byte_range
+from aiostore.errors import BatchWriteError, ClosedStoreError
+from aiostore.keys import parent_prefix
 
 __all__ = ["DBMStore"]
 

@@ -42,11 +42,11 @@ import zipfile
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Literal, TypeAlias
 
-from ._threads import BlockingStore, offload_batch
-from ._zipread import EntryReader, newest_entries
-from .abc import Buffer, ByteRange, child_name, closing_scope
-from .errors import BatchWriteError, ClosedStoreError
-from .keys import parent_prefix
+from aiostore._runtime.offload import BlockingStore, offload_batch
+from aiostore.abc import Buffer, ByteRange, child_name, closing_scope
+from aiostore.errors import BatchWriteError, ClosedStoreError
+from aiostore.keys import parent_prefix
+from aiostore.stores._zipread import EntryReader, newest_entries
 
 __all__ = ["ZipStore"]
 

@@ -21,8 +21,8 @@ import threading
 from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
-from ._threads import BlockingStore
-from .abc import Buffer, ByteRange, Store, slice_byte_range
+from aiostore._runtime.offload import BlockingStore
+from aiostore.abc import Buffer, ByteRange, Store, slice_byte_range
 
 __all__ = ["MappingStore", "as_store"]
 

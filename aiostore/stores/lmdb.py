@@ -34,11 +34,11 @@ from typing import Any, TypeVar
 
 import lmdb  # the py-lmdb package: imports are absolute, so not this module
 
-from ._lmdbenv import SharedEnv, acquire_env, release_env
-from ._threads import BlockingStore
-from .abc import Buffer, ByteRange, slice_byte_range
-from .errors import BatchWriteError, ClosedStoreError
-from .keys import parent_prefix
+from aiostore._runtime.offload import BlockingStore
+from aiostore.abc import Buffer, ByteRange, slice_byte_range
+from aiostore.errors import BatchWriteError, ClosedStoreError
+from aiostore.keys import parent_prefix
+from aiostore.stores._lmdbenv import SharedEnv, acquire_env, release_env
 
 __all__ = ["LMDBStore"]
 

@@ -35,17 +35,16 @@ from typing import Any
 
 import numpy as np
 
-from ._normalize import (
+from aiostore._zarr2meta.arrayargs import (
     normalize_chunks,
     normalize_dtype,
     normalize_fill_value,
     normalize_order,
     normalize_shape,
 )
+from aiostore.errors import BadCompressorError, MetadataError
 
 __all__ = [
-    "BadCompressorError",
-    "MetadataError",
     "array_metadata",
     "default_compressor",
     "encode_dtype",
@@ -56,23 +55,6 @@ __all__ = [
 ]
 
 ZARR_FORMAT = 2
-
-
-class BadCompressorError(ValueError):
-    """The compressor is not a numcodecs codec (has no ``get_config``).
-
-    >>> raise BadCompressorError("zlib")
-    Traceback (most recent call last):
-    ...
-    aiostore._meta.BadCompressorError: bad compressor; expected a numcodecs Codec object, found 'zlib'
-    """
-
-    def __init__(self, compressor: object) -> None:
-        super().__init__(f"bad compressor; expected a numcodecs Codec object, found {compressor!r}")
-
-
-class MetadataError(ValueError):
-    """Stored metadata is missing a field or is of an unsupported zarr format."""
 
 
 class _NumberEncoder(json.JSONEncoder):

@@ -3,7 +3,7 @@
 Shapes, chunk shapes (including zarr 2's chunk guess), dtypes (with the
 ``str``/``bytes``/``"array:<dtype>"`` object-array shortcuts), memory order and
 fill values. Each function raises :class:`ValueError` or :class:`TypeError`
-naming the bad argument. :mod:`aiostore._meta` encodes the results as JSON.
+naming the bad argument. :mod:`aiostore._zarr2meta.metadata` encodes the results as JSON.
 
 >>> normalize_chunks(True, normalize_shape(1000), np.dtype("f8").itemsize)
 (1000,)

@@ -43,19 +43,19 @@ from zarr.core.buffer import (  # type: ignore[import-not-found,import-untyped,u
     default_buffer_prototype,
 )
 
-from ._inline import is_inline
-from ._threads import BlockingStore
-from ._zarr3_batching import (
+from aiostore._inline import is_inline
+from aiostore._runtime.offload import BlockingStore
+from aiostore.abc import ByteRange, Store, as_buffer, check_byte_range
+from aiostore.errors import BatchWriteError
+from aiostore.stores.mapping import as_store
+from aiostore.sync import run_sync
+from aiostore.zarr3._batching import (
     WriteCoalescer,
     asyncio_running,
     fast_hops,
     stream_keys,
     write_groups,
 )
-from .abc import ByteRange, Store, as_buffer, check_byte_range
-from .errors import BatchWriteError
-from .mapping import as_store
-from .sync import run_sync
 
 __all__ = ["ZarrStore", "to_byte_range"]
 
