@@ -33,12 +33,14 @@ from aiostore.errors import (
     MetadataError,
     ReadOnlyError,
 )
-from aiostore.stores.cache.store import LRUStoreCache
+from aiostore.stores.cache import LRUStoreCache
 from aiostore.stores.dbm import DBMStore
-from aiostore.stores.directory import DirectoryStore, NestedDirectoryStore, TempStore
+from aiostore.stores.directory import DirectoryStore
 from aiostore.stores.lmdb import LMDBStore
 from aiostore.stores.mapping import MappingStore, as_store
 from aiostore.stores.memory import DictStore, MemoryStore
+from aiostore.stores.nested import NestedDirectoryStore
+from aiostore.stores.temp import TempStore
 from aiostore.stores.zip import ZipStore
 
 __all__ = [

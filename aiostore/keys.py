@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import cast
 
 __all__ = [
+    "check_key_collection",
     "normalize_key",
     "normalize_keys",
     "normalize_path",
@@ -40,20 +41,33 @@ __all__ = [
 def _as_text(key: object, what: str) -> str:
     if isinstance(key, str):
         return key
-    if isinstance(key, bytes):
-        try:
-            return key.decode("ascii")
-        except UnicodeDecodeError:
-            raise ValueError(f"invalid {what} {key!r}: bytes keys must be ASCII") from None
+    # bytes too: a key is text, and a silently decoded b"a" would be a second
+    # spelling of "a" that only some callers use.
     raise TypeError(f"{what} must be str, not {type(key).__name__}: {key!r}")
 
 
-def normalize_path(path: object, *, lower: bool = False) -> str:
+def check_key_collection(keys: object, what: str = "keys") -> None:
+    """Refuse a ``str`` or ``bytes`` where a collection of keys is expected.
+
+    Both are iterable, so ``get_many("ab")`` would otherwise read the keys
+    ``"a"`` and ``"b"``.
+
+    >>> check_key_collection(["a", "b"])
+    >>> check_key_collection("ab")
+    Traceback (most recent call last):
+    ...
+    TypeError: keys must be a collection of str keys, not str: 'ab'
+    """
+    if isinstance(keys, str | bytes | bytearray | memoryview):
+        raise TypeError(f"{what} must be a collection of str keys, not {type(keys).__name__}: {keys!r}")
+
+
+def normalize_path(path: object, *, lower: bool = False, what: str = "path") -> str:
     """Normalize a storage path; the empty path (the root) is allowed.
 
     Parameters
     ----------
-    path : str, bytes or None
+    path : str or None
         ``None`` and ``""`` both mean the root.
     lower : bool
         Lower-case the result (a store's ``normalize_keys=True``).
@@ -67,7 +81,7 @@ def normalize_path(path: object, *, lower: bool = False) -> str:
     """
     if path is None:
         return ""
-    text = _as_text(path, "path")
+    text = _as_text(path, what)
     if "\x00" in text:
         raise ValueError(f"invalid key {text!r}: NUL characters are not allowed")
     if "\\" in text:
@@ -92,7 +106,9 @@ def normalize_key(key: object, *, lower: bool = False) -> str:
     ...
     ValueError: invalid key '//': a key must name something below the root
     """
-    normalized = normalize_path(key, lower=lower)
+    if key is None:
+        raise TypeError("key must be str, not NoneType: None")
+    normalized = normalize_path(key, lower=lower, what="key")
     if not normalized:
         raise ValueError(f"invalid key {key!r}: a key must name something below the root")
     return normalized
@@ -115,6 +131,7 @@ def normalize_keys(keys: Iterable[object], *, lower: bool = False) -> list[str]:
     ...
     ValueError: invalid key 'a/../b': '.' and '..' segments are not allowed
     """
+    check_key_collection(keys)
     batch = list(keys)
     if _already_normal(batch):
         normal = cast("list[str]", batch)
@@ -128,7 +145,7 @@ def _already_normal(batch: list[object]) -> bool:
     try:
         joined = "\x00".join(batch)  # type: ignore[arg-type]
     except TypeError:
-        return False  # not all str (bytes keys take the per-key path)
+        return False  # not all str: the per-key path names the bad key
     if joined.count("\x00") != len(batch) - 1 or "\\" in joined:
         return False  # a key holds a NUL of its own, or a backslash
     # Make every segment boundary (NUL between keys, "/" within them) and every

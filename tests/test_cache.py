@@ -16,7 +16,7 @@ import pytest
 
 from aiostore import LRUStoreCache, MappingStore, MemoryStore, ReadOnlyError
 from aiostore import sync as aiosync
-from aiostore.abc import ByteRange, slice_byte_range
+from aiostore.abc import Buffer, ByteRange, Store, slice_byte_range
 
 T = TypeVar("T")
 
@@ -60,18 +60,17 @@ class CountingStore(MemoryStore):
         return await super()._listdir(path)
 
 
-class GatedStore(MemoryStore):
+class GatedStore(Store):
     """A natively async store whose reads read first, then wait for ``gate``.
 
     A read that waits models a slow remote read begun before later writes.
     ``gated`` limits the waiting to reads touching those keys; ``failures``
-    are raised (once each) by the next reads.
+    are raised (once each) by the next reads. The data is in a memory store.
     """
-
-    _sync_inline = False
 
     def __init__(self) -> None:
         super().__init__()
+        self.inner = MemoryStore()
         self.gate = threading.Event()
         self.gated: set[str] | None = None
         self.failures: list[Exception] = []
@@ -80,7 +79,7 @@ class GatedStore(MemoryStore):
         self._count_lock = threading.Lock()
 
     async def _read(self, keys: list[str]) -> dict[str, bytes]:
-        found = await super()._get_many(keys)
+        found = await self.inner.get_many(keys)
         with self._count_lock:
             self.fetched.update(keys)
             self.reads += 1
@@ -99,6 +98,21 @@ class GatedStore(MemoryStore):
 
     async def _get_many(self, keys: list[str]) -> dict[str, bytes]:
         return await self._read(keys)
+
+    async def _set(self, key: str, value: Buffer) -> None:
+        await self.inner.set(key, value)
+
+    async def _delete(self, key: str) -> None:
+        await self.inner.delete(key)
+
+    async def _contains(self, key: str) -> bool:
+        return await self.inner.contains(key)
+
+    def _list(self, prefix: str) -> AsyncIterator[str]:
+        return self.inner.list(prefix)
+
+    async def _listdir(self, path: str) -> list[str]:
+        return await self.inner.listdir(path)
 
 
 class BlockingMapping(MutableMapping[str, bytes]):
@@ -495,7 +509,6 @@ def test_threads_reading_one_key_share_one_fetch() -> None:
     mapping = BlockingMapping({"k": b"value"})
     mapping.gate.clear()
     cache = aiosync.LRUStoreCache(mapping, max_size=0)
-    assert cache._inline  # a hit or miss never touches an event loop
     results: list[bytes] = []
 
     def read() -> None:
@@ -658,6 +671,7 @@ def test_prefetch_from_sync_code_over_an_inline_store() -> None:
 def test_sync_cache_over_a_natively_async_store_hits_without_leaving_the_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import aiostore._protocol.store
     import aiostore.stores.cache.store
 
     hops: list[object] = []
@@ -668,12 +682,12 @@ def test_sync_cache_over_a_natively_async_store_hits_without_leaving_the_thread(
         return real(call)
 
     monkeypatch.setattr(aiostore.stores.cache.store, "run_on_portal", counted)
+    monkeypatch.setattr(aiostore._protocol.store, "run_on_portal", counted)
     store = GatedStore()
     store.gate.set()
     cache = aiosync.LRUStoreCache(store, max_size=None)
-    assert cache._inline  # driven in the caller's thread ...
-    cache["a"] = b"1"
-    assert len(hops) == 1  # ... the store's write went to the portal,
+    cache["a"] = b"1"  # the cache runs in the caller's thread ...
+    assert len(hops) == 1  # ... the store's write went to the portal (its set_many_sync),
     assert cache["a"] == b"1" and cache.getitems(["a"], contexts={}) == {"a": b"1"}
     assert len(hops) == 1 and cache.hits == 2  # hits did not
     assert cache.getitems(["a", "b"], contexts={}) == {"a": b"1"}

@@ -213,7 +213,7 @@ async def test_closing_waits_for_a_running_batch_and_later_calls_fail_clearly(pa
     await store.set("a", b"1")
     store._close_blocking()  # as if closed from another thread mid-way
     with pytest.raises(ClosedStoreError, match="is closed"):
-        store._get_batch(["a"])
+        store._get_blocking([("a", None)])
     with pytest.raises(BatchWriteError) as info:
         await store.set_many({"a": b"2"})
     assert isinstance(info.value.failed["a"], ClosedStoreError)

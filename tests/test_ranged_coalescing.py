@@ -16,42 +16,43 @@ import pytest
 
 from aiostore import DirectoryStore, LMDBStore, ZipStore
 from aiostore._runtime import offload as threads
-from aiostore._runtime.offload import BlockingStore, GetCoalescer, Request
-from aiostore.abc import Buffer, ByteRange, slice_byte_range
+from aiostore._runtime.coalesce import GetCoalescer, Request
+from aiostore.abc import BlockingStore, Buffer, ByteRange, slice_byte_range
 
 pytestmark = pytest.mark.anyio
 
 
 class RangeRecordingStore(BlockingStore):
-    """A blocking dict backend that records every batch of ranged reads."""
+    """A blocking dict backend that records every batch of reads (whole and ranged)."""
 
     def __init__(self, data: dict[str, bytes]) -> None:
         super().__init__()
         self.data = data
         self.lock = threading.Lock()
         self.range_batches: list[list[Request]] = []
-        self.single_gets = 0
 
-    def _get_blocking(self, key: str, byte_range: ByteRange | None) -> bytes:
-        with self.lock:
-            self.single_gets += 1
-        if "bad" in key:
-            raise OSError(5, "Input/output error", key)
-        return slice_byte_range(self.data[key], byte_range)
-
-    def _get_ranges_batch(self, requests: Sequence[Request]) -> list[bytes | None]:
+    def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
         with self.lock:
             self.range_batches.append(list(requests))
-        return super()._get_ranges_batch(requests)
+        bad = [key for key, _ in requests if "bad" in key]
+        if bad:
+            raise OSError(5, "Input/output error", bad)
+        return [
+            None if key not in self.data else slice_byte_range(self.data[key], byte_range)
+            for key, byte_range in requests
+        ]
 
-    def _get_batch(self, keys: Sequence[str]) -> dict[str, bytes]:
-        return {k: self.data[k] for k in keys if k in self.data}
+    def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
+        self.data.update((key, bytes(value)) for key, value in items)
 
-    def _set_blocking(self, key: str, value: Buffer) -> None:
-        self.data[key] = bytes(value)
+    def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
+        return [key for key in keys if self.data.pop(key, None) is None]
 
     def _contains_blocking(self, key: str) -> bool:
         return key in self.data
+
+    def _list_blocking(self, prefix: str) -> list[str]:
+        return [key for key in list(self.data) if key.startswith(prefix)]
 
 
 async def gather(
@@ -115,13 +116,16 @@ async def test_whole_and_ranged_gets_share_a_batch() -> None:
         ("b", (-1, None)),
     ]
     assert await gather(store.get, requests) == [b"abcdef", b"bc", b"uvwxyz", b"z"]
-    assert len(store.range_batches) == 1 and store.single_gets == 2
+    # One backend call for all four: whole values and byte ranges in the same batch.
+    assert len(store.range_batches) == 1 and sorted(store.range_batches[0], key=repr) == sorted(
+        requests, key=repr
+    )
 
 
 async def test_the_same_range_twice_is_read_once_and_served_to_both() -> None:
     store = RangeRecordingStore({"a": b"abcdef"})
     assert await gather(store.get, [("a", (1, 2)), ("a", (1, 2))]) == [b"b", b"b"]
-    assert store.single_gets == 1
+    assert store.range_batches == [[("a", (1, 2))]]
 
 
 def _directory(tmp_path: Path) -> BlockingStore:
@@ -150,20 +154,26 @@ async def test_native_ranged_batches(make: Callable[[Path], BlockingStore], tmp_
     other = b"0123456789"
     await store.set_many({"s/0": SHARD, "s/1": other})
     batches: list[int] = []
-    native = store._get_ranges_batch
+    native = store._get_blocking
 
     def counting(requests: Sequence[Request]) -> list[bytes | None]:
         batches.append(len(requests))
         return native(requests)
 
-    store._get_ranges_batch = counting  # type: ignore[method-assign]
+    store._get_blocking = counting  # type: ignore[method-assign]
     requests: list[tuple[str, ByteRange | None]] = [("s/0", r) for r in RANGES]
     requests += [("s/1", (2, 4)), ("s/1", (-3, None)), ("s/9", (0, 1)), ("s", (0, 1))]
     expected = [slice_byte_range(SHARD, r) for r in RANGES] + [b"23", b"789", KeyError, KeyError]
     assert await gather(store.get, requests) == expected
     assert 1 <= len(batches) <= 4 and sum(batches) == len(requests)
-    # The batch read directly, as ZarrStore.get_partial_values uses it (None: missing).
-    assert await store._get_ranges([("s/1", (0, 1)), ("s/9", None), ("s/0", None)]) == [b"0", None, SHARD]
+    # The batch hook directly, behind get_ranges (what ZarrStore.get_partial_values calls; None: missing).
+    batch: list[tuple[str, ByteRange | None]] = [("s/1", (0, 1)), ("s/9", None), ("s/0", None)]
+    assert await store._get_ranges(batch) == [b"0", None, SHARD]
+    # The public batch reads, async and blocking, reach the same hook in one call each.
+    batches.clear()
+    assert await store.get_ranges(batch) == [b"0", None, SHARD]
+    assert store.get_ranges_sync(batch) == [b"0", None, SHARD]
+    assert batches == [3, 3]
     await store.aclose()
 
 
@@ -172,12 +182,11 @@ async def test_a_cancelled_ranged_waiter_leaves_the_others_served() -> None:
     entered = threading.Semaphore(0)
 
     class Gated(RangeRecordingStore):
-        def _get_ranges_batch(self, requests: Sequence[Request]) -> list[bytes | None]:
-            with self.lock:
-                self.range_batches.append(list(requests))
+        def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
+            values = super()._get_blocking(requests)
             entered.release()
             assert gate.wait(10), "test gate never opened"
-            return BlockingStore._get_ranges_batch(self, requests)
+            return values
 
     store = Gated({"a": b"abcdef"})
     scopes = [anyio.CancelScope() for _ in range(3)]
@@ -202,11 +211,24 @@ async def test_a_cancelled_ranged_waiter_leaves_the_others_served() -> None:
     assert await store.get("a", (waiter, waiter + 1)) == b"abc"[waiter : waiter + 1]
 
 
-async def test_a_coalescer_without_fetch_ranges_refuses_byte_ranges() -> None:
-    async def fetch(keys: list[str]) -> dict[str, bytes]:
-        return dict.fromkeys(keys, b"v")
+async def test_one_fetch_serves_whole_and_ranged_gets_with_none_for_missing() -> None:
+    # The coalescer takes one batch-read function for both kinds of get (it used to
+    # need a second one for byte ranges); a missing key is None, not KeyError.
+    data = {"a": b"abcdef"}
+    calls: list[list[Request]] = []
+
+    async def fetch(requests: list[Request]) -> list[bytes | None]:
+        calls.append(requests)
+        return [None if k not in data else slice_byte_range(data[k], r) for k, r in requests]
 
     coalescer = GetCoalescer(fetch)
-    assert await coalescer.get("a") == b"v"
-    with pytest.raises(TypeError, match="byte ranges"):
-        await coalescer.get("a", (0, 1))
+    requests: list[tuple[str, ByteRange | None]] = [
+        ("a", None),
+        ("a", (0, 1)),
+        ("gone", (0, 1)),
+        ("gone", None),
+    ]
+    assert await gather(coalescer.get, requests) == [b"abcdef", b"a", None, None]
+    assert len(calls) == 1 and sorted(calls[0], key=repr) == sorted(requests, key=repr)
+    assert await coalescer.get("a", (-2, None)) == b"ef"
+    assert calls[-1] == [("a", (-2, None))]

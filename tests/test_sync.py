@@ -1,5 +1,6 @@
-"""The sync side: SyncStore as a MutableMapping, inline driving with no event loop
-for blocking backends, the background portal for natively async stores, pickling."""
+"""The sync side: SyncStore as a MutableMapping, blocking backends' ``*_sync``
+methods run in the caller's thread with no event loop, the background portal for
+natively async stores, pickling."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pickle
 import subprocess
 import sys
 import threading
-import types
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,10 +24,11 @@ import sniffio
 import aiostore
 import aiostore.sync
 from aiostore import ClosedStoreError, ReadOnlyError
-from aiostore._inline import run_inline
+from aiostore._protocol import store as _store_module
 from aiostore._runtime import portal as _portal
-from aiostore.abc import Buffer, ByteRange, Store, slice_byte_range
-from aiostore.sync import SyncStore, as_sync_store, run_sync
+from aiostore.abc import BlockingStore, Buffer, ByteRange, Request, Store, slice_byte_range
+from aiostore.stores import directory as _directory
+from aiostore.sync import SyncStore, as_sync_store
 
 
 class NativeAsyncStore(Store):
@@ -192,10 +194,22 @@ def test_public_attributes_of_the_wrapped_store_are_visible() -> None:
 
 
 def test_sync_twins_take_the_same_parameters() -> None:
-    for name in ["MemoryStore", "MappingStore"]:
-        sync_params = list(inspect.signature(getattr(aiostore.sync, name)).parameters)
-        async_params = list(inspect.signature(getattr(aiostore, name)).parameters)
-        assert sync_params == async_params
+    names = [
+        "MemoryStore",
+        "MappingStore",
+        "DirectoryStore",
+        "NestedDirectoryStore",
+        "TempStore",
+        "ZipStore",
+        "DBMStore",
+        "LMDBStore",
+        "LRUStoreCache",
+    ]
+    for name in names:
+        sync_params = inspect.signature(getattr(aiostore.sync, name)).parameters
+        async_params = inspect.signature(getattr(aiostore, name)).parameters
+        assert list(sync_params) == list(async_params), name
+        assert [p.kind for p in sync_params.values()] == [p.kind for p in async_params.values()], name
     assert aiostore.sync.DictStore is aiostore.sync.MemoryStore
     assert aiostore.DictStore is aiostore.MemoryStore
     store = aiostore.sync.MemoryStore(cls=dict, dimension_separator="/")
@@ -236,7 +250,7 @@ def test_pickle_round_trip() -> None:
     assert read_only.read_only
 
 
-# -- inline driving: blocking backends, no event loop, no thread -----------------------------
+# -- blocking backends: the caller's thread, no event loop, no portal ---------------------------
 
 
 def test_blocking_backend_runs_in_the_callers_thread_without_an_event_loop() -> None:
@@ -252,21 +266,45 @@ def test_blocking_backend_runs_in_the_callers_thread_without_an_event_loop() -> 
     assert threading.active_count() == threads_before  # no worker thread, no portal
 
 
-def test_inline_stores_never_touch_the_portal(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(coro: Any) -> None:
-        coro.close()
+@pytest.fixture
+def no_portal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every use of the background loop fail the test."""
+
+    def refuse(*args: Any) -> None:
+        for arg in args:
+            if inspect.iscoroutine(arg):
+                arg.close()
         raise AssertionError("the portal was used")
 
-    monkeypatch.setattr(aiostore.sync, "run_on_portal", refuse)
-    for store in (aiostore.sync.MemoryStore(), aiostore.sync.MappingStore({})):
+    monkeypatch.setattr(_store_module, "run_on_portal", refuse)
+    monkeypatch.setattr(_portal, "_get_portal", refuse)
+
+
+def test_blocking_stores_never_touch_the_portal(no_portal: None, tmp_path: Path) -> None:
+    stores = (
+        aiostore.sync.MemoryStore(),
+        aiostore.sync.MappingStore({}),
+        aiostore.sync.DirectoryStore(tmp_path / "d"),
+    )
+    for store in stores:
         store["a/b"] = b"1"
-        assert store.listdir("a") == ["b"] and list(store) == ["a/b"]
-        assert run_sync(store.async_store, store.async_store.get("a/b")) == b"1"
+        assert store.listdir("a") == ["b"] and list(store) == ["a/b"] and store["a/b"] == b"1"
+        inner = store.async_store
+        assert inner.supports_sync_io
+        assert inner.get_sync("a/b", (0, 1)) == b"1" and inner.get_many_sync(["a/b", "x"]) == {"a/b": b"1"}
+        assert inner.get_ranges_sync([("a/b", None), ("x", None)]) == [b"1", None]
+        assert list(inner.list_sync("a/")) == ["a/b"] and inner.getsize_sync("a") == 1
+        inner.delete_many_sync(["a/b"])
+        assert not inner.contains_sync("a/b")
+        store.close()
+    # The patch does catch a store that uses the portal.
+    with pytest.raises(AssertionError, match="the portal was used"):
+        SyncStore(NativeAsyncStore())["a"] = b"1"
 
 
 @pytest.mark.anyio
 async def test_sync_api_works_inside_async_code() -> None:
-    # zarr 2 called from a coroutine: inline stores just run, blocking this task briefly.
+    # zarr 2 called from a coroutine: blocking stores just run, blocking this task briefly.
     data = WatchedDict()
     store = aiostore.sync.MappingStore(data)
     store["a"] = b"1"
@@ -274,23 +312,83 @@ async def test_sync_api_works_inside_async_code() -> None:
     assert all(ident == threading.get_ident() for ident, _ in data.accesses)
 
 
-def test_run_inline_refuses_a_coroutine_that_suspends() -> None:
-    @types.coroutine
-    def suspend() -> Generator[None, None, None]:
-        yield
+@pytest.mark.anyio
+async def test_a_suspending_native_store_runs_on_the_portal_even_from_async_code() -> None:
+    # What the inline mode refused (a coroutine that really suspends, called from sync
+    # code) is now a natively async store's *_sync method: it runs on the portal, also
+    # when called from inside a running event loop (asyncio or trio) of this thread.
+    native = NativeAsyncStore()
+    assert not native.supports_sync_io
+    native.set_sync("a", b"xyz")
+    assert native.get_sync("a", (1, None)) == b"yz" and list(native.list_sync()) == ["a"]
+    assert native.threads == {_portal.portal_thread()}
+    assert threading.current_thread() not in native.threads
 
-    closed = []
 
-    async def real_io() -> int:
-        try:
-            await suspend()
-        finally:
-            closed.append(True)
-        return 1
+@pytest.mark.anyio
+async def test_sync_and_async_reads_reach_the_same_blocking_hook(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    calls: list[list[Request]] = []
+    original = aiostore.DirectoryStore._get_blocking
 
-    with pytest.raises(RuntimeError, match="suspended"):
-        run_inline(real_io())
-    assert closed == [True]  # the coroutine was closed, not leaked
+    def spy(self: BlockingStore, requests: Sequence[Request]) -> list[bytes | None]:
+        calls.append(list(requests))
+        return original(self, requests)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aiostore.DirectoryStore, "_get_blocking", spy)
+    sync_store = aiostore.sync.DirectoryStore(tmp_path / "d")
+    sync_store["a/b"] = b"value"
+    store = aiostore.DirectoryStore(tmp_path / "d")
+    assert calls == []
+
+    assert sync_store["a/b"] == b"value"
+    assert calls == [[("a/b", None)]]
+    calls.clear()
+    assert await store.get("a/b") == b"value"
+    assert calls == [[("a/b", None)]]
+    calls.clear()
+    assert await store.get_many(["a/b", "missing"]) == {"a/b": b"value"}
+    assert calls == [[("a/b", None), ("missing", None)]]
+
+
+def test_a_sync_read_reaches_the_syscall_through_at_most_three_modules(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    package = Path(aiostore.__file__).resolve().parent
+    stacks: list[list[str]] = []
+    recording = threading.local()
+
+    def recorded(real: Any) -> Any:
+        def wrapper(*args: Any) -> Any:
+            if not getattr(recording, "busy", False):
+                recording.busy = True
+                try:
+                    stacks.append([frame.filename for frame in inspect.stack(0)])
+                finally:
+                    recording.busy = False
+            return real(*args)
+
+        return wrapper
+
+    store = aiostore.sync.DirectoryStore(tmp_path / "d")
+    store["a/b"] = b"value" * 100
+    monkeypatch.setattr(_directory.os, "read", recorded(os.read))
+    if hasattr(os, "pread"):
+        monkeypatch.setattr(_directory.os, "pread", recorded(os.pread))
+    assert store["a/b"] == b"value" * 100
+    monkeypatch.undo()
+    assert stacks, "os.read/os.pread was never called"
+    for stack in stacks:
+        ours = sorted(
+            {
+                str(Path(f).resolve().relative_to(package.parent))
+                for f in stack
+                if Path(f).resolve().is_relative_to(package)
+            }
+        )
+        assert len(ours) <= 3, f"{len(ours)} aiostore modules between store[key] and the read: {ours}"
+        assert "aiostore/stores/directory.py" in ours, ours
 
 
 # -- the portal: natively async stores ---------------------------------------------------------
@@ -304,7 +402,10 @@ def test_native_store_runs_on_the_portal_thread() -> None:
     portal = _portal.portal_thread()
     assert portal is not None and portal is not threading.current_thread()
     assert native.threads == {portal}
-    assert run_sync([native, aiostore.MemoryStore()], native.get("a")) == b"1"
+    # The store's own *_sync methods are what SyncStore calls: the same portal.
+    assert native.get_sync("a") == b"1" and native.get_many_sync(["a", "b"]) == {"a": b"1"}
+    assert list(native.list_sync()) == ["a"] and native.getsize_sync() == 1
+    assert native.threads == {portal}
 
 
 def test_calling_the_sync_api_from_the_portal_thread_raises() -> None:

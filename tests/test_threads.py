@@ -14,8 +14,9 @@ import pytest
 
 from aiostore import BatchWriteError
 from aiostore._runtime import offload as threads
-from aiostore._runtime.offload import BlockingStore, GetCoalescer, offload_batch, split_batch
-from aiostore.abc import Buffer, ByteRange, slice_byte_range
+from aiostore._runtime.coalesce import GetCoalescer, Request
+from aiostore._runtime.offload import offload, offload_batch, split_batch
+from aiostore.abc import BlockingStore, Buffer, slice_byte_range
 
 pytestmark = pytest.mark.anyio
 
@@ -26,13 +27,13 @@ class RecordingStore(BlockingStore):
     def __init__(self, data: dict[str, bytes] | None = None, *, gate: threading.Event | None = None) -> None:
         super().__init__()
         self.data: dict[str, bytes] = {} if data is None else data
-        self.calls: list[tuple[str, int, int]] = []  # (method, number of keys, thread id)
+        self.calls: list[tuple[str, int, int]] = []  # (hook, batch size, thread id)
         self.gate = gate  # when set, every batch waits for it (to hold work in a thread)
         self.entered = threading.Semaphore(0)
         self.lock = threading.Lock()
         self.list_yielded = 0
         self.list_closed = False
-        self.get_batches: list[list[str]] = []  # the keys of every _get_batch call, in order
+        self.get_batches: list[list[str]] = []  # the keys of every _get_blocking call, in order
 
     def _record(self, method: str, n: int) -> None:
         with self.lock:
@@ -44,35 +45,29 @@ class RecordingStore(BlockingStore):
     def count(self, method: str) -> int:
         return sum(1 for m, _, _ in self.calls if m == method)
 
-    def _get_blocking(self, key: str, byte_range: ByteRange | None) -> bytes:
-        self._record("get", 1)
-        return slice_byte_range(self.data[key], byte_range)
+    def sizes(self, method: str) -> list[int]:
+        return sorted(n for m, n, _ in self.calls if m == method)
 
-    def _get_batch(self, keys: Sequence[str]) -> dict[str, bytes]:
+    def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
+        keys = [k for k, _ in requests]
         with self.lock:
-            self.get_batches.append(list(keys))
-        self._record("get_batch", len(keys))
+            self.get_batches.append(keys)
+        self._record("get", len(requests))
         if any("bad" in k for k in keys):
             raise OSError(5, "Input/output error", [k for k in keys if "bad" in k])
-        return {k: self.data[k] for k in keys if k in self.data}
+        return [
+            None if key not in self.data else slice_byte_range(self.data[key], byte_range)
+            for key, byte_range in requests
+        ]
 
-    def _set_blocking(self, key: str, value: Buffer) -> None:
-        self._record("set", 1)
-        self.data[key] = bytes(value)
-
-    def _set_batch(self, items: Sequence[tuple[str, Buffer]]) -> None:
-        self._record("set_batch", len(items))
+    def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
+        self._record("set", len(items))
         for key, value in items:
             self.data[key] = bytes(value)
 
-    def _delete_blocking(self, key: str) -> None:
-        self._record("delete", 1)
-        del self.data[key]
-
-    def _delete_batch(self, keys: Sequence[str]) -> None:
-        self._record("delete_batch", len(keys))
-        for key in keys:
-            self.data.pop(key, None)
+    def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
+        self._record("delete", len(keys))
+        return [key for key in keys if self.data.pop(key, None) is None]
 
     def _contains_blocking(self, key: str) -> bool:
         return key in self.data
@@ -139,7 +134,7 @@ def test_split_batch_of_nothing() -> None:
     assert [list(p) for p in split_batch([], 4)] == [[]]
 
 
-# -- offload_batch ---------------------------------------------------------------------
+# -- offload / offload_batch ---------------------------------------------------------------
 
 
 async def test_offload_batch_one_hop_per_part(disk_threads: int, hops: list[int]) -> None:
@@ -172,35 +167,93 @@ async def test_offload_batch_reports_each_parts_failure(disk_threads: int) -> No
     assert outcomes == [(0, 25), (25, "OSError"), (50, 25), (75, 25)]
 
 
+async def test_resource_none_runs_in_the_calling_thread(hops: list[int]) -> None:
+    main = threading.get_ident()
+    assert await offload(None, threading.get_ident) == main
+    seen: list[int] = []
+
+    def work(part: Sequence[int]) -> int:
+        seen.append(threading.get_ident())
+        if -1 in part:
+            raise OSError("boom")
+        return len(part)
+
+    [(part, result)] = await offload_batch(None, work, list(range(100)))
+    assert list(part) == list(range(100)) and result == 100  # one part, never split
+    [(_, error)] = await offload_batch(None, work, [-1])
+    assert isinstance(error, OSError)  # reported, as a thread part's failure is
+    assert seen == [main, main] and hops == []
+
+
 async def test_store_batches_hop_once_per_part(disk_threads: int, hops: list[int]) -> None:
     store = RecordingStore()
     items = {f"k{i:03d}": bytes([i]) for i in range(100)}
     await store.set_many(items)
     assert sorted(hops) == [25, 25, 25, 25]
-    assert sorted(n for m, n, _ in store.calls) == [25, 25, 25, 25]
+    assert store.sizes("set") == [25, 25, 25, 25]
     hops.clear()
     assert await store.get_many([*items, "missing"]) == items
-    assert len(hops) == 4 and store.count("get_batch") == 4 and store.count("get") == 0
+    assert len(hops) == 4 and store.count("get") == 4
+    assert sum(store.sizes("get")) == 101  # every key once, in batches: no single reads
     hops.clear()
     await store.delete_many(list(items)[:50])
     assert sorted(hops) == [16, 17, 17]  # 50 keys: at most 50 // MIN_KEYS_PER_PART parts
+    assert store.sizes("delete") == [16, 17, 17]
     assert sorted(store.data) == sorted(items)[50:]
     main = threading.get_ident()
     assert all(ident != main for _, _, ident in store.calls)
 
 
+async def test_split_flags_keep_a_batch_in_one_thread(disk_threads: int, hops: list[int]) -> None:
+    class OneTransaction(RecordingStore):
+        split_batches = False
+
+    class OneWriter(RecordingStore):
+        split_writes = False
+
+    items = {f"k{i:03d}": b"x" for i in range(100)}
+    store: RecordingStore = OneTransaction()
+    await store.set_many(items)
+    await store.get_many(list(items))
+    await store.delete_many(list(items))
+    assert hops == [100, 100, 100]
+    assert store.sizes("set") == store.sizes("get") == store.sizes("delete") == [100]
+    hops.clear()
+    store = OneWriter()
+    await store.set_many(items)
+    assert hops == [100] and store.sizes("set") == [100]  # one writer: writes are one part ...
+    hops.clear()
+    await store.get_many(list(items))
+    assert sorted(hops) == [25, 25, 25, 25]  # ... reads are still split
+
+
 async def test_failed_part_becomes_batch_write_error(disk_threads: int) -> None:
     class HalfBroken(RecordingStore):
-        def _set_batch(self, items: Sequence[tuple[str, Buffer]]) -> None:
+        def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
             if any(k == "k030" for k, _ in items):
                 raise OSError(28, "No space left on device")  # fails before writing anything
-            super()._set_batch(items)
+            super()._set_blocking(items)
 
     store = HalfBroken()
     with pytest.raises(BatchWriteError) as info:
         await store.set_many({f"k{i:03d}": b"x" for i in range(100)})
     assert sorted(info.value.failed) == [f"k{i:03d}" for i in range(25, 50)]
     assert sorted(store.data) == [f"k{i:03d}" for i in range(100) if not 25 <= i < 50]
+
+
+async def test_a_parts_batch_write_error_names_only_its_failed_keys(disk_threads: int) -> None:
+    class OneBadKey(RecordingStore):
+        def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
+            super()._set_blocking([(k, v) for k, v in items if k != "k030"])
+            if any(k == "k030" for k, _ in items):
+                raise BatchWriteError({"k030": OSError(28, "No space left on device")})
+
+    store = OneBadKey()
+    with pytest.raises(BatchWriteError) as info:
+        await store.set_many({f"k{i:03d}": b"x" for i in range(100)})
+    assert list(info.value.failed) == ["k030"]
+    assert isinstance(info.value.failed["k030"], OSError)
+    assert sorted(store.data) == [f"k{i:03d}" for i in range(100) if i != 30]
 
 
 async def test_limiter_is_shared_by_every_store(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -220,7 +273,7 @@ async def test_limiter_is_shared_by_every_store(monkeypatch: pytest.MonkeyPatch)
                 tg.start_soon(read, stores[i % 2])
             # Wait until two batches are in threads and the other four queue on the limiter.
             await wait_until(lambda: limiter.statistics().tasks_waiting == 4)
-            await wait_until(lambda: sum(s.count("get_batch") for s in stores) == 2)
+            await wait_until(lambda: sum(s.count("get") for s in stores) == 2)
             assert limiter.borrowed_tokens == 2 and limiter.statistics().tasks_waiting == 4
             gate.set()
     assert results == [{"a": b"1"}] * 6
@@ -256,9 +309,24 @@ async def test_concurrent_gets_are_coalesced(hops: list[int]) -> None:
         tg.start_soon(get, "missing")
     assert results == {f"k{i}": str(i).encode() for i in range(50)} | {"missing": "KeyError"}
     # 51 gets reached the backend as a handful of batches, not 51 single reads.
-    assert store.count("get") == 0
-    assert 1 <= store.count("get_batch") <= 3
+    assert 1 <= store.count("get") <= 3
+    assert sorted(k for batch in store.get_batches for k in batch) == sorted(results)
     assert len(hops) <= 3
+
+
+async def test_a_blocking_store_without_a_resource_does_not_hop(hops: list[int]) -> None:
+    class InThread(RecordingStore):
+        resource = None
+
+    store = InThread({"a": b"abcdef"})
+    await store.set_many({"b": b"1"})
+    assert await store.get("a", byte_range=(1, 3)) == b"bc"
+    assert await store.get_many(["a", "b", "c"]) == {"a": b"abcdef", "b": b"1"}
+    assert [k async for k in store.list()] == ["a", "b"]
+    with pytest.raises(KeyError):
+        await store.get("missing")
+    assert hops == []
+    assert {ident for _, _, ident in store.calls} == {threading.get_ident()}
 
 
 async def test_a_lone_get_and_byte_ranges_still_work() -> None:
@@ -287,13 +355,13 @@ async def test_one_bad_key_does_not_fail_its_neighbours() -> None:
 
 
 async def test_coalescer_dispatches_missing_and_errors() -> None:
-    batches: list[list[str]] = []
+    batches: list[list[Request]] = []
 
-    async def fetch(keys: list[str]) -> dict[str, bytes]:
-        batches.append(keys)
-        if "boom" in keys:
+    async def fetch(requests: list[Request]) -> list[bytes | None]:
+        batches.append(requests)
+        if any(k == "boom" for k, _ in requests):
             raise RuntimeError("boom")
-        return {k: k.encode() for k in keys if k != "gone"}
+        return [None if k == "gone" else k.encode() for k, _ in requests]
 
     coalescer = GetCoalescer(fetch)
     got: dict[str, object] = {}
@@ -307,9 +375,11 @@ async def test_coalescer_dispatches_missing_and_errors() -> None:
     async with anyio.create_task_group() as tg:
         for key in ["a", "gone", "boom", "b", "a"]:
             tg.start_soon(get, key)
-    assert got == {"a": b"a", "gone": KeyError, "boom": RuntimeError, "b": b"b"}
-    assert sorted(batches[0]) == ["a", "b", "boom", "gone"]  # one batch, each key once
-    assert sorted(map(tuple, batches[1:])) == [("a",), ("b",), ("boom",), ("gone",)]  # then one by one
+    # A missing key is None (the store turns it into KeyError), an error its own.
+    assert got == {"a": b"a", "gone": None, "boom": RuntimeError, "b": b"b"}
+    whole = [("a", None), ("b", None), ("boom", None), ("gone", None)]
+    assert sorted(batches[0]) == whole  # one batch, each request once
+    assert sorted(batches[1:]) == [[r] for r in whole]  # then one by one
 
 
 async def test_cancelling_the_leader_leaves_no_waiter_hanging() -> None:
@@ -335,7 +405,7 @@ async def test_cancelling_the_leader_leaves_no_waiter_hanging() -> None:
             await anyio.lowlevel.checkpoint()
             gate.set()
     assert results["b"] == b"2" and results["c"] == b"3"
-    assert store.count("get_batch") == 1
+    assert store.count("get") == 1
     gate.clear()
     store.gate = None
     assert await store.get("a") == b"1"  # the coalescer is not stuck
@@ -393,7 +463,7 @@ async def test_cancelled_batch_write_leaves_every_key_old_or_new(monkeypatch: py
             gate.set()
     # The running part finished (a thread is never abandoned half-way); the queued
     # part never started. No key is torn or lost.
-    assert store.count("set_batch") == 1
+    assert store.count("set") == 1
     new = sorted(k for k, v in store.data.items() if v == b"new")
     assert len(new) == 32 and sorted(store.data) == sorted(old)
     assert set(store.data.values()) == {b"old", b"new"}
@@ -401,7 +471,7 @@ async def test_cancelled_batch_write_leaves_every_key_old_or_new(monkeypatch: py
 
 async def test_list_is_paged_through_threads_and_closed_early(hops: list[int]) -> None:
     store = RecordingStore({f"k{i:05d}": b"" for i in range(2500)})
-    store._list_page_size = 100  # type: ignore[misc]
+    store.list_page_size = 100  # type: ignore[misc]
     seen: list[str] = []
     agen = store.list("k")
     async for key in agen:

@@ -171,7 +171,7 @@ def test_unclosed_store_is_closed_when_dropped(path: str) -> None:
 def test_close_waits_for_reads_in_flight(path: str) -> None:
     store = ZipStore(path, mode="w")
     with store._reader._shared():  # a read in flight
-        closer = threading.Thread(target=aiostore.sync.run_sync, args=(store, store.aclose()))
+        closer = threading.Thread(target=store.close_sync)
         closer.start()
         closer.join(0.2)
         assert closer.is_alive()  # the read handle is not released under the reader
@@ -439,26 +439,26 @@ def test_a_read_racing_clear_never_reads_another_entrys_bytes(
     store = aiostore.sync.ZipStore(path, mode="w")
     store["a"] = b"old-value-of-a"
     inner = store.async_store
-    lookup = inner._lookup
+    lookup = inner._lookup_all
     clearer: list[threading.Thread] = []
 
     def clear_and_rewrite() -> None:
         inner._clear_blocking()
-        inner._set_blocking("b", b"0123456789abcdef")
-        inner._set_blocking("a", b"NEW-value-of-a")
+        inner._set_blocking([("b", b"0123456789abcdef")])
+        inner._set_blocking([("a", b"NEW-value-of-a")])
 
-    def racing_lookup(key: str) -> Any:
-        info = lookup(key)
+    def racing_lookup(requests: Any) -> Any:
+        info = lookup(requests)
         if not clearer:
             clearer.append(threading.Thread(target=clear_and_rewrite))
             clearer[0].start()
             clearer[0].join(0.3)  # gives the clear its chance to slip in before the read
         return info
 
-    monkeypatch.setattr(inner, "_lookup", racing_lookup)
+    monkeypatch.setattr(inner, "_lookup_all", racing_lookup)
     old = b"old-value-of-a"
     expected = old if byte_range is None else old[byte_range[0] : byte_range[1]]
-    assert inner._get_blocking("a", byte_range) == expected
+    assert inner._get_blocking([("a", byte_range)]) == [expected]
     clearer[0].join(10)
     assert store["a"] == b"NEW-value-of-a"
     store.close()

@@ -2,11 +2,10 @@
 
 A :class:`Flight` stands for one call to a slow store that is under way. Other
 readers that want one of its keys wait for it instead of fetching again. The
-readers may live anywhere: in the same event loop as the fetch, in another
-thread's event loop (asyncio or trio), or in a plain thread driven inline by the
-sync side with no event loop at all. So a waiter blocks on a ``threading.Event``
-when it runs inline, and otherwise waits on an ``anyio.Event`` that the
-finishing thread sets through the waiter's own loop (``call_soon_threadsafe`` /
+readers may live in the same event loop as the fetch or in another thread's
+event loop (asyncio or trio; the sync side's readers wait on aiostore's
+background loop). A waiter waits on an ``anyio.Event`` that the finishing
+thread sets through the waiter's own loop (``call_soon_threadsafe`` /
 ``run_sync_soon``); an anyio event must only be set from its loop's thread.
 
 The state of a flight is guarded by a lock its owner (the cache) passes in, so
@@ -28,8 +27,6 @@ from collections.abc import Callable
 
 import anyio
 import sniffio
-
-from aiostore._inline import is_inline
 
 __all__ = ["Flight", "RETRY"]
 
@@ -65,25 +62,18 @@ class Flight:
         True for a background prefetch: its errors are not handed to waiters.
     """
 
-    __slots__ = ("done", "error", "event", "found", "in_loop", "prefetch", "thread", "waiters", "waiting")
+    __slots__ = ("done", "error", "found", "prefetch", "thread", "waiters", "waiting")
 
     def __init__(self, *, prefetch: bool) -> None:
         self.prefetch = prefetch
         self.done = False
         self.found: dict[str, bytes] | None = None
         self.error: BaseException | None = None
+        #: The thread whose event loop runs the fetch.
         self.thread = threading.get_ident()
-        #: The fetching code runs in an event loop in ``thread`` (not inline).
-        self.in_loop = not is_inline()
-        self.event: threading.Event | None = None
         self.waiters: list[tuple[anyio.Event, int, Callable[[Callable[[], object]], object]]] = []
         #: Readers waiting now (tests use it to know everyone has joined).
         self.waiting = 0
-
-    def would_deadlock(self) -> bool:
-        """True if an inline (blocking) wait here could never end: the fetch
-        runs in this very thread's event loop, which the wait would block."""
-        return self.in_loop and self.thread == threading.get_ident() and is_inline()
 
     def finish(
         self, lock: threading.Lock, found: dict[str, bytes] | None, error: BaseException | None
@@ -95,10 +85,7 @@ class Flight:
         """
         with lock:
             self.found, self.error, self.done = found, error, True
-            event, waiters = self.event, self.waiters
-            self.waiters = []
-        if event is not None:
-            event.set()
+            waiters, self.waiters = self.waiters, []
         me = threading.get_ident()
         for anyio_event, thread, waker in waiters:
             if thread == me:
@@ -110,22 +97,8 @@ class Flight:
                     pass
 
     async def wait(self, lock: threading.Lock) -> None:
-        """Return once the flight is done (blocking the thread when inline)."""
+        """Return once the flight is done."""
         if self.done:
-            return
-        if is_inline():
-            with lock:
-                if self.done:
-                    return
-                if self.event is None:
-                    self.event = threading.Event()
-                event = self.event
-                self.waiting += 1
-            try:
-                event.wait()
-            finally:
-                with lock:
-                    self.waiting -= 1
             return
         waker = _loop_waker()
         anyio_event = anyio.Event()

@@ -6,33 +6,24 @@ there are worker threads for its resource class, and each part is one
 ``anyio.to_thread.run_sync`` call. The limiters are shared by every store in the
 event loop, so ten stores and a dask pool do not multiply the load.
 
-On the sync side (:mod:`aiostore.sync`) the same coroutines are driven without
-an event loop: :func:`aiostore._inline.run_inline` marks the context so that every offload
-becomes a direct call in the caller's thread.
+A resource of ``None`` means work too cheap for a hop (the memory store's):
+it runs directly in the calling thread. The runtime knows no store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from aiostore._inline import _INLINE
-from aiostore.abc import Buffer, ByteRange, Store
-from aiostore.errors import BatchWriteError
-
 __all__ = [
-    "BlockingStore",
-    "GetCoalescer",
-    "Request",
     "executor_hops",
     "offload",
     "offload_batch",
@@ -124,9 +115,9 @@ async def _hop(fn: Callable[..., R], *args: Any, limiter: anyio.CapacityLimiter)
         return result
 
 
-async def offload(resource: str, fn: Callable[..., R], *args: Any) -> R:
-    """Run ``fn(*args)`` in a worker thread (directly, when inline)."""
-    if _INLINE.get():
+async def offload(resource: str | None, fn: Callable[..., R], *args: Any) -> R:
+    """Run ``fn(*args)`` in a worker thread of ``resource`` (directly if None)."""
+    if resource is None:
         return fn(*args)
     return await _hop(fn, *args, limiter=_limiter(resource))
 
@@ -157,7 +148,7 @@ def split_batch(
 
 
 async def offload_batch(
-    resource: str,
+    resource: str | None,
     fn: Callable[[Sequence[T]], R],
     items: Sequence[T],
     *,
@@ -169,9 +160,10 @@ async def offload_batch(
     raised if it failed: one part failing
     does not stop the others, so a caller can report exactly what failed.
     Running parts are never abandoned on cancellation (a thread cannot be
-    stopped half-way); parts not yet started are skipped.
+    stopped half-way); parts not yet started are skipped. With ``resource``
+    None the whole batch runs directly, as one part.
     """
-    if _INLINE.get():
+    if resource is None:
         try:
             return [(items, fn(items))]
         except Exception as exc:
@@ -193,337 +185,3 @@ async def offload_batch(
             for index, part in enumerate(parts):
                 tg.start_soon(run_part, index, part)
     return list(zip(parts, results, strict=True))
-
-
-#: One read: a key and its byte range (None for the whole value).
-Request = tuple[str, ByteRange | None]
-
-
-class _Batch:
-    """One batch of gets: its requests, their outcomes, and one event for all waiters.
-
-    One event per batch, not per waiter: creating an ``anyio.Event`` costs about
-    as much as a small read, and every waiter of a batch wakes at the same moment.
-    """
-
-    __slots__ = ("done", "errors", "found", "requests", "thread")
-
-    def __init__(self, request: Request) -> None:
-        self.thread = threading.get_ident()
-        self.requests: dict[Request, None] = {request: None}  # an ordered set
-        self.done = anyio.Event()
-        self.found: dict[Request, bytes] = {}
-        self.errors: dict[Request, BaseException] = {}
-
-
-class GetCoalescer:
-    """Merge concurrent gets -- whole values and byte ranges -- into batches.
-
-    The first ``get`` becomes the batch's leader: it yields once so that the
-    other tasks ready to run can add their requests, then fetches the whole
-    values with one call of ``fetch_batch`` and the byte ranges with one call of
-    ``fetch_ranges``, and hands each waiter its value. Gets that arrive while a
-    batch is in flight form the next batch. A request that fails fails only its
-    own waiters: a failed batch call is retried one request at a time.
-
-    Parameters
-    ----------
-    fetch_batch : async callable
-        ``fetch_batch(keys) -> {key: value}``; missing keys are left out.
-    fetch_ranges : async callable, optional
-        ``fetch_ranges([(key, byte_range), ...]) -> [value or None, ...]``, in
-        order, None for a missing key; without it, ranged gets are refused.
-
-    Examples
-    --------
-    >>> import anyio
-    >>> data = {"a": b"abc", "b": b"xyz"}
-    >>> calls = []
-    >>> async def fetch_batch(keys):
-    ...     calls.append(keys)
-    ...     return {k: data[k] for k in keys if k in data}
-    >>> async def fetch_ranges(requests):
-    ...     calls.append(requests)
-    ...     return [data[k][r[0]:r[1]] if k in data else None for k, r in requests]
-    >>> async def main():
-    ...     coalescer = GetCoalescer(fetch_batch, fetch_ranges)
-    ...     async with anyio.create_task_group() as tg:
-    ...         for key in ("a", "b"):
-    ...             tg.start_soon(coalescer.get, key)
-    ...             tg.start_soon(coalescer.get, key, (1, 2))
-    ...     print(await coalescer.get("b", (0, 1)))
-    >>> anyio.run(main)
-    b'x'
-    >>> calls
-    [['a', 'b'], [('a', (1, 2)), ('b', (1, 2))], [('b', (0, 1))]]
-    """
-
-    def __init__(
-        self,
-        fetch_batch: Callable[[list[str]], Awaitable[dict[str, bytes]]],
-        fetch_ranges: Callable[[list[Request]], Awaitable[list[bytes | None]]] | None = None,
-    ) -> None:
-        self._fetch_batch = fetch_batch
-        self._fetch_ranges = fetch_ranges
-        # The batch being gathered, with the thread of its event loop in it: one
-        # attribute, so a reader in another thread never joins another loop's batch.
-        self._open: _Batch | None = None
-
-    async def get(self, key: str, byte_range: ByteRange | None = None) -> bytes:
-        """Return ``key``'s value (or its ``byte_range``); ``KeyError`` if missing."""
-        if byte_range is not None and self._fetch_ranges is None:
-            raise TypeError("this GetCoalescer has no fetch_ranges: it cannot read byte ranges")
-        request = (key, byte_range)
-        batch = self._open
-        if batch is not None and batch.thread == threading.get_ident():
-            batch.requests[request] = None
-            await batch.done.wait()
-        else:
-            batch = await self._lead(request)
-        error = batch.errors.get(request)
-        if error is not None:
-            raise error
-        value = batch.found.get(request)
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    async def _lead(self, request: Request) -> _Batch:
-        batch = self._open = _Batch(request)
-        try:
-            # Shielded: the batch is shared with other waiters and the thread work
-            # cannot be interrupted anyway; a cancellation lands right after.
-            with anyio.CancelScope(shield=True):
-                try:
-                    await anyio.lowlevel.checkpoint()
-                finally:
-                    if self._open is batch:
-                        self._open = None
-                batch.found, batch.errors = await self._fetch_all(list(batch.requests))
-        except BaseException as exc:
-            # Whatever stopped the leader (KeyboardInterrupt, a bug), no waiter may hang.
-            interrupted = RuntimeError(f"the batch read this get joined was interrupted: {exc!r}")
-            batch.errors = dict.fromkeys(batch.requests, interrupted)
-            raise
-        finally:
-            batch.done.set()
-        return batch
-
-    async def _fetch_all(
-        self, requests: list[Request]
-    ) -> tuple[dict[Request, bytes], dict[Request, BaseException]]:
-        found: dict[Request, bytes] = {}
-        errors: dict[Request, BaseException] = {}
-        whole = [r for r in requests if r[1] is None]
-        ranged = [r for r in requests if r[1] is not None]
-        if whole:
-            await self._fetch_group(self._fetch_whole, whole, found, errors)
-        if ranged:
-            fetch = self._fetch_ranges
-            assert fetch is not None  # get() refuses byte ranges without it
-            await self._fetch_group(fetch, ranged, found, errors)
-        return found, errors
-
-    async def _fetch_whole(self, requests: list[Request]) -> list[bytes | None]:
-        values = await self._fetch_batch([key for key, _ in requests])
-        return [values.get(key) for key, _ in requests]
-
-    @staticmethod
-    async def _fetch_group(
-        fetch: Callable[[list[Request]], Awaitable[list[bytes | None]]],
-        requests: list[Request],
-        found: dict[Request, bytes],
-        errors: dict[Request, BaseException],
-    ) -> None:
-        """One batch call; if it fails, one call per request, so that a failure
-        is attributed to its own request and never fails its neighbours."""
-        try:
-            values = await fetch(requests)
-        except Exception as exc:
-            if len(requests) == 1:
-                errors[requests[0]] = exc
-                return
-        else:
-            for r, value in zip(requests, values, strict=True):
-                if value is not None:
-                    found[r] = value
-            return
-        for r in requests:
-            try:
-                [value] = await fetch([r])
-            except Exception as exc:
-                errors[r] = exc
-            else:
-                if value is not None:
-                    found[r] = value
-
-
-class BlockingStore(Store):
-    """Base class of the stores whose backend is blocking code.
-
-    A subclass writes plain blocking methods: ``_get_blocking``,
-    ``_set_blocking``, ``_delete_blocking``, ``_contains_blocking``,
-    ``_list_blocking`` and, to use the backend's own batching,
-    ``_get_batch``/``_get_ranges_batch``/``_set_batch``/``_delete_batch``. The
-    async methods here send whole batches to worker threads; concurrent
-    single-key gets, whole or byte ranges, are coalesced into batches; the sync
-    side calls the blocking code directly.
-    """
-
-    #: The limiter class this backend's threads count against.
-    _resource: ClassVar[str] = "disk"
-    #: Whether a batch may be split over several threads (False for backends
-    #: whose work holds the GIL, such as LMDB, or needs one lock anyway).
-    _split_batches: ClassVar[bool] = True
-    _sync_inline = True
-    #: Keys listed per thread hop while streaming ``list``.
-    _list_page_size: ClassVar[int] = 1000
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._coalescer = GetCoalescer(self._get_many, self._get_ranges)
-
-    # -- blocking primitives -----------------------------------------------
-    def _get_blocking(self, key: str, byte_range: ByteRange | None) -> bytes:
-        raise NotImplementedError
-
-    def _set_blocking(self, key: str, value: Buffer) -> None:
-        raise NotImplementedError
-
-    def _delete_blocking(self, key: str) -> None:
-        raise NotImplementedError
-
-    def _contains_blocking(self, key: str) -> bool:
-        raise NotImplementedError
-
-    def _list_blocking(self, prefix: str) -> Iterator[str]:
-        raise NotImplementedError
-
-    # -- blocking batches: override with the backend's native batching ------
-    def _get_batch(self, keys: Sequence[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
-        for key in keys:
-            try:
-                found[key] = self._get_blocking(key, None)
-            except KeyError:
-                pass
-        return found
-
-    def _get_ranges_batch(self, requests: Sequence[Request]) -> list[bytes | None]:
-        """Values (or byte ranges) of ``(key, byte_range)`` requests, in order;
-        None for a missing key. Override where the backend can share work
-        between requests (one open file, one transaction)."""
-        out: list[bytes | None] = []
-        for key, byte_range in requests:
-            try:
-                out.append(self._get_blocking(key, byte_range))
-            except KeyError:
-                out.append(None)
-        return out
-
-    def _set_batch(self, items: Sequence[tuple[str, Buffer]]) -> None:
-        failed: dict[str, BaseException] = {}
-        for key, value in items:
-            try:
-                self._set_blocking(key, value)
-            except Exception as exc:
-                failed[key] = exc
-        if failed:
-            raise BatchWriteError(failed)
-
-    def _delete_batch(self, keys: Sequence[str]) -> None:
-        for key in keys:
-            try:
-                self._delete_blocking(key)
-            except KeyError:
-                pass
-
-    # -- async side ----------------------------------------------------------
-    async def _run(self, fn: Callable[..., R], *args: Any) -> R:
-        """Run one blocking call in a worker thread (directly when inline)."""
-        return await offload(self._resource, fn, *args)
-
-    async def _get(self, key: str, byte_range: ByteRange | None) -> bytes:
-        if not _INLINE.get():
-            return await self._coalescer.get(key, byte_range)
-        return self._get_blocking(key, byte_range)
-
-    async def _get_ranges(self, requests: Sequence[Request]) -> list[bytes | None]:
-        """Many ``(key, byte_range)`` reads (keys and ranges already checked), one
-        thread hop per part of the batch; None for a missing key, in order."""
-        results = await offload_batch(
-            self._resource, self._get_ranges_batch, requests, split=self._split_batches
-        )
-        values: list[bytes | None] = []
-        for _, result in results:
-            if isinstance(result, BaseException):
-                raise result
-            values.extend(result)
-        return values
-
-    async def _get_many(self, keys: list[str]) -> dict[str, bytes]:
-        results = await offload_batch(self._resource, self._get_batch, keys, split=self._split_batches)
-        found: dict[str, bytes] = {}
-        for _, result in results:
-            if isinstance(result, BaseException):
-                raise result
-            found.update(result)
-        return found
-
-    async def _set(self, key: str, value: Buffer) -> None:
-        await self._run(self._set_blocking, key, value)
-
-    async def _set_many(self, items: list[tuple[str, Buffer]]) -> None:
-        results = await offload_batch(self._resource, self._set_batch, items, split=self._split_batches)
-        failed: dict[str, BaseException] = {}
-        for part, error in results:
-            if isinstance(error, BatchWriteError):
-                failed.update(error.failed)
-            elif isinstance(error, BaseException):
-                failed.update({key: error for key, _ in part})
-        if failed:
-            raise BatchWriteError(failed)
-
-    async def _delete(self, key: str) -> None:
-        await self._run(self._delete_blocking, key)
-
-    async def _delete_many(self, keys: list[str]) -> None:
-        results = await offload_batch(self._resource, self._delete_batch, keys, split=self._split_batches)
-        for _, result in results:
-            if isinstance(result, BaseException):
-                raise result
-
-    async def _contains(self, key: str) -> bool:
-        return await self._run(self._contains_blocking, key)
-
-    async def _list(self, prefix: str) -> AsyncIterator[str]:
-        if _INLINE.get():
-            for key in self._list_blocking(prefix):
-                yield key
-            return
-        page_size = self._list_page_size
-        # Created in the first worker call: starting a listing may itself block.
-        iterator: Iterator[str] | None = None
-
-        def next_page() -> list[str]:
-            nonlocal iterator
-            if iterator is None:
-                iterator = iter(self._list_blocking(prefix))
-            page = []
-            for key in iterator:
-                page.append(key)
-                if len(page) >= page_size:
-                    break
-            return page
-
-        try:
-            while True:
-                page = await self._run(next_page)
-                for key in page:
-                    yield key
-                if len(page) < page_size:
-                    return
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()

@@ -1,7 +1,7 @@
 """One long-lived background event loop for the sync side.
 
-Only natively async stores need it (blocking backends run inline in the
-caller's thread, see :func:`aiostore._inline.run_inline`). The loop runs in one
+The sync methods of natively async stores run their async twins here
+(blocking backends call their blocking code directly instead). The loop runs in one
 daemon thread started on first use, is checked alive before each call, is
 forgotten in a forked child (which starts its own on first use), and refuses
 -- with an error, never a deadlock -- a call made from its own thread.
@@ -16,6 +16,8 @@ import os
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+from aiostore._runtime.offload import executor_hops
 
 __all__ = ["run_on_portal", "portal_thread", "portal_loop", "spawn_on_portal"]
 
@@ -77,8 +79,7 @@ def spawn_on_portal(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T
 
     The coroutine runs in an empty ``contextvars`` context, not a copy of the
     caller's: under anyio-on-trio the caller's context says "trio" to sniffio
-    (so anyio code on this asyncio loop would call trio), and inside
-    :func:`~aiostore._inline.run_inline` it says "inline".
+    (so anyio code on this asyncio loop would call trio).
 
     >>> async def answer() -> int:
     ...     return 42
@@ -103,8 +104,15 @@ def run_on_portal(coro: Coroutine[Any, Any, T]) -> T:
             "aiostore sync API called from aiostore's own background event loop; "
             "use the async API there (this would deadlock)"
         )
-    future = contextvars.Context().run(asyncio.run_coroutine_threadsafe, coro, portal.loop)
+    future = contextvars.Context().run(asyncio.run_coroutine_threadsafe, _hopping(coro), portal.loop)
     return future.result()
+
+
+async def _hopping(coro: Coroutine[Any, Any, T]) -> T:
+    # The portal loop runs with run_forever: anyio's thread hops are slow there
+    # (see executor_hops), asyncio's executor is not.
+    with executor_hops():
+        return await coro
 
 
 def _forget_after_fork() -> None:

@@ -35,7 +35,6 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from aiostore._inline import is_inline
 from aiostore._runtime.portal import portal_thread, spawn_on_portal
 
 __all__ = ["PortalWorkers", "WAIT", "Wait"]
@@ -182,10 +181,7 @@ class PortalWorkers(Generic[J]):
             generation.call_soon(task_group.cancel_scope.cancel)
         if threading.current_thread() is portal_thread():
             return
-        if is_inline():
-            generation.finished.wait()
-        else:
-            await anyio.to_thread.run_sync(generation.finished.wait, abandon_on_cancel=True)
+        await anyio.to_thread.run_sync(generation.finished.wait, abandon_on_cancel=True)
 
     async def _serve(self, generation: _Generation) -> None:
         try:

@@ -26,7 +26,7 @@ True ['.zgroup', 'b']
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any, TypeAlias
 
 from aiostore._zarr2meta.metadata import (
@@ -37,7 +37,7 @@ from aiostore._zarr2meta.metadata import (
 from aiostore.abc import Store
 from aiostore.errors import ContainsArrayError, ContainsGroupError
 from aiostore.keys import join_key, normalize_path
-from aiostore.stores.mapping import MappingStore, as_store
+from aiostore.stores.mapping import as_store
 
 __all__ = [
     "ARRAY_META_KEY",
@@ -61,40 +61,6 @@ ATTRS_KEY = ".zattrs"
 
 #: An aiostore store, or any mapping :func:`aiostore.as_store` wraps.
 StoreLike: TypeAlias = Store | MutableMapping[str, Any]
-
-
-def _own_method(store: Store, name: str, *, write: bool = False) -> Callable[..., Awaitable[Any]] | None:
-    """The wrapped mapping's own ``listdir``/``rmdir``/``rename``/``getsize``, as a coroutine function.
-
-    A mapping that is itself a zarr 2 store (``zarr.storage.DirectoryStore``
-    ...) knows its layout best; a plain mapping has no such method, and then
-    this returns None and the store's own implementation (built on the key
-    listing) is used.
-    """
-    if not isinstance(store, MappingStore):
-        return None
-    mapping_store = store
-    method = getattr(mapping_store.mapping, name, None)
-    if not callable(method):
-        return None
-    if name == "rmdir":
-        erasable = getattr(mapping_store.mapping, "is_erasable", None)
-        if callable(erasable) and not erasable():
-            return None  # zarr 2 then deletes key by key
-
-    async def call(*args: Any) -> Any:
-        if write:
-            mapping_store._check_writable()
-        else:
-            mapping_store._check_open()
-
-        def locked() -> Any:
-            with mapping_store._lock:  # one thread at a time in the mapping, as MappingStore does
-                return method(*args)
-
-        return await mapping_store._run(locked)
-
-    return call
 
 
 async def contains_array(store: StoreLike, path: str | None = None) -> bool:
@@ -126,12 +92,7 @@ async def listdir(store: StoreLike, path: str | None = None) -> list[str]:
     >>> anyio.run(listdir, {"a/b/c": b"1", "a/d": b"2", "e": b"3"}, "a")
     ['b', 'd']
     """
-    async_store = as_store(store)
-    normalized = normalize_path(path)
-    own = _own_method(async_store, "listdir")
-    if own is not None:
-        return list(await own(normalized))
-    return await async_store.listdir(normalized)
+    return await as_store(store).listdir(normalize_path(path))
 
 
 async def rmdir(store: StoreLike, path: str | None = None) -> None:
@@ -145,13 +106,7 @@ async def rmdir(store: StoreLike, path: str | None = None) -> None:
     >>> anyio.run(rmdir, data, "a"); data
     {'e': b'3'}
     """
-    async_store = as_store(store)
-    normalized = normalize_path(path)
-    own = _own_method(async_store, "rmdir", write=True)
-    if own is not None:
-        await own(normalized)
-    else:
-        await async_store.rmdir(normalized)
+    await as_store(store).rmdir(normalize_path(path))
 
 
 async def rename(store: StoreLike, src_path: str, dst_path: str) -> None:
@@ -165,13 +120,7 @@ async def rename(store: StoreLike, src_path: str, dst_path: str) -> None:
     >>> anyio.run(rename, data, "a", "b"); sorted(data)
     ['b/x', 'b/y/z']
     """
-    async_store = as_store(store)
-    src, dst = normalize_path(src_path), normalize_path(dst_path)
-    own = _own_method(async_store, "rename", write=True)
-    if own is not None:
-        await own(src, dst)
-    else:
-        await async_store.rename(src, dst)
+    await as_store(store).rename(normalize_path(src_path), normalize_path(dst_path))
 
 
 async def getsize(store: StoreLike, path: str | None = None) -> int:
@@ -182,12 +131,7 @@ async def getsize(store: StoreLike, path: str | None = None) -> int:
     >>> anyio.run(getsize, {"a/b": b"123", "a/c": b"45", "a/d/e": b"6789"}, "a")
     5
     """
-    async_store = as_store(store)
-    normalized = normalize_path(path)
-    own = _own_method(async_store, "getsize")
-    if own is not None:
-        return int(await own(normalized))
-    return await async_store.getsize(normalized)
+    return await as_store(store).getsize(normalize_path(path))
 
 
 # -- creating arrays and groups ----------------------------------------------------

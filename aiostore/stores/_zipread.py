@@ -17,10 +17,8 @@ Examples
 >>> with zipfile.ZipFile(path) as zf:
 ...     info = zf.getinfo("k")
 >>> reader = EntryReader(path)
->>> reader.read_many(lambda: [("k", info)], fallback=None)
-{'k': b'hello'}
->>> reader.read(lambda: info, (1, 3), fallback=None), reader.read(lambda: None, None, fallback=None)
-(b'el', None)
+>>> reader.read_ranges(lambda: [(info, None), (info, (1, 3)), (None, None)], fallback=None)
+[b'hello', b'el', None]
 >>> reader.close_file(); tmp.cleanup()
 """
 
@@ -122,21 +120,6 @@ class EntryReader:
     # Each read looks its entries up *inside* the gate: a ``clear`` (which truncates
     # the file and empties the index under :meth:`exclusive`) can then never come
     # between the lookup and the pread, which would read another entry's bytes.
-    def read(
-        self, lookup: Callable[[], zipfile.ZipInfo | None], byte_range: ByteRange | None, fallback: Fallback
-    ) -> bytes | None:
-        """The entry's value, or ``value[start:stop]`` for a byte range; None for no entry."""
-        with self._shared() as fd:
-            info = lookup()
-            return None if info is None else self._read(fd, info, byte_range, fallback)
-
-    def read_many(
-        self, lookup: Callable[[], Iterable[tuple[str, zipfile.ZipInfo]]], fallback: Fallback
-    ) -> dict[str, bytes]:
-        """``{key: value}`` for the ``(key, entry)`` pairs ``lookup()`` gives, under one hold of the gate."""
-        with self._shared() as fd:
-            return {key: self._read(fd, info, None, fallback) for key, info in lookup()}
-
     def read_ranges(
         self,
         lookup: Callable[[], Iterable[tuple[zipfile.ZipInfo | None, ByteRange | None]]],

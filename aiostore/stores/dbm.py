@@ -27,8 +27,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
-from aiostore._runtime.offload import BlockingStore
-from aiostore.abc import Buffer, ByteRange, slice_byte_range
+from aiostore.abc import BlockingStore, Buffer, Request, slice_byte_range
 from aiostore.errors import BatchWriteError, ClosedStoreError
 from aiostore.keys import parent_prefix
 
@@ -102,7 +101,7 @@ class DBMStore(BlockingStore):
     >>> tmp.cleanup()
     """
 
-    _split_batches = False
+    split_batches = False
 
     def __init__(
         self,
@@ -144,31 +143,21 @@ class DBMStore(BlockingStore):
             raise ClosedStoreError(f"{self!r} is closed")
         return db
 
-    # -- blocking primitives and batches (one lock hold each) ----------------
-    def _get_blocking(self, key: str, byte_range: ByteRange | None) -> bytes:
-        with self._lock:
-            try:
-                value = self._open_db()[_encode(key)]
-            except KeyError:
-                raise KeyError(key) from None
-        return slice_byte_range(_as_bytes(value), byte_range)
-
-    def _get_batch(self, keys: Sequence[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
+    # -- blocking hooks: one lock hold per batch ------------------------------
+    def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
+        out: list[bytes | None] = []
         with self._lock:
             db = self._open_db()
-            for key in keys:
+            for key, byte_range in requests:
                 try:
-                    found[key] = _as_bytes(db[_encode(key)])
+                    value = _as_bytes(db[_encode(key)])
                 except KeyError:
-                    pass
-        return found
+                    out.append(None)
+                else:
+                    out.append(slice_byte_range(value, byte_range))
+        return out
 
-    def _set_blocking(self, key: str, value: Buffer) -> None:
-        with self._lock:
-            self._open_db()[_encode(key)] = bytes(value)
-
-    def _set_batch(self, items: Sequence[tuple[str, Buffer]]) -> None:
+    def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
         failed: dict[str, BaseException] = {}
         with self._lock:
             db = self._open_db()
@@ -180,21 +169,16 @@ class DBMStore(BlockingStore):
         if failed:
             raise BatchWriteError(failed)
 
-    def _delete_blocking(self, key: str) -> None:
-        with self._lock:
-            try:
-                del self._open_db()[_encode(key)]
-            except KeyError:
-                raise KeyError(key) from None
-
-    def _delete_batch(self, keys: Sequence[str]) -> None:
+    def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
+        missing: list[str] = []
         with self._lock:
             db = self._open_db()
             for key in keys:
                 try:
                     del db[_encode(key)]
                 except KeyError:
-                    pass
+                    missing.append(key)
+        return missing
 
     def _contains_blocking(self, key: str) -> bool:
         with self._lock:
@@ -275,25 +259,6 @@ class DBMStore(BlockingStore):
             close = getattr(db, "close", None)
             if close is not None:
                 close()
-
-    # -- async overrides -------------------------------------------------------
-    async def _rmdir(self, path: str) -> None:
-        await self._run(self._rmdir_blocking, path)
-
-    async def _clear(self) -> None:
-        await self._run(self._rmdir_blocking, "")
-
-    async def _rename(self, src: str, dst: str) -> None:
-        await self._run(self._rename_blocking, src, dst)
-
-    async def _getsize(self, path: str) -> int:
-        return await self._run(self._getsize_blocking, path)
-
-    async def _flush(self) -> None:
-        await self._run(self._flush_blocking)
-
-    async def _close(self) -> None:
-        await self._run(self._close_blocking)
 
     # -- identity and pickling -------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:

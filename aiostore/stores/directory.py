@@ -29,41 +29,28 @@ How the files are handled, and why:
 
 from __future__ import annotations
 
-import atexit
 import errno
-import functools
 import os
 import re
 import shutil
 import stat
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from aiostore._runtime.offload import BlockingStore
-from aiostore.abc import Buffer, ByteRange
+from aiostore.abc import BlockingStore, Buffer, ByteRange, Request, Store
 from aiostore.errors import BatchWriteError
 from aiostore.keys import key_to_fs_path, normalize_path
-from aiostore.keys import normalize_keys as _normalize_batch
+from aiostore.stores._fsops import MISSING as _MISSING
+from aiostore.stores._fsops import TEMP_PREFIX, below_value, remove, walk, write_atomically
 
-__all__ = ["DirectoryStore", "NestedDirectoryStore", "TempStore", "TEMP_PREFIX"]
+__all__ = ["DirectoryStore", "TEMP_PREFIX"]
 
-#: Name prefix of in-flight temporary files; key segments may not start with it.
-TEMP_PREFIX = ".aiostore-tmp-"
-#: errnos meaning "no value can be at this path".
-_MISSING = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG})
 # O_NONBLOCK: opening a FIFO someone left in the tree must not hang a worker thread.
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
-_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 _ARRAY_META_KEY = ".zarray"
 _CHUNK_INDEX = re.compile(r"^\d+$")
 # On POSIX a normalized key is already a relative file-system path.
 _SLASH_PATHS = os.sep == "/" and os.altsep is None
-
-
-def _below_value(key: str) -> KeyError:
-    # zarr 2 raises KeyError when a key would sit below another key's value.
-    return KeyError(f"cannot store {key!r}: a parent of it holds a value, not other keys")
 
 
 def _read_whole(fd: int) -> bytes | None:
@@ -113,13 +100,6 @@ def _read_guessing_size(fd: int, guess: int) -> bytes | None:
     return _read_whole(fd)  # pread leaves the offset at 0 for this
 
 
-def _read_range(fd: int, byte_range: ByteRange) -> bytes | None:
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    return _pread_range(fd, byte_range, st.st_size)
-
-
 def _pread_range(fd: int, byte_range: ByteRange | None, size: int) -> bytes:
     """Bytes ``byte_range`` (None: all) of a regular file of ``size`` bytes."""
     start, stop = (0, None) if byte_range is None else byte_range
@@ -134,29 +114,6 @@ def _pread_range(fd: int, byte_range: ByteRange | None, size: int) -> bytes:
         parts.append(part)
         start += len(part)
     return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _write_all(fd: int, value: Buffer) -> None:
-    written = os.write(fd, value)
-    if written < len(value):
-        view = memoryview(value)
-        while written < len(view):
-            written += os.write(fd, view[written:])
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _remove(path: str) -> None:
-    """Remove a file, a symlink (never its target) or a whole directory tree."""
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
 
 
 class DirectoryStore(BlockingStore):
@@ -219,27 +176,24 @@ class DirectoryStore(BlockingStore):
         self.path = root
         self._root_slash = os.path.join(root, "")
 
-    @property
-    def normalize_keys(self) -> bool:
-        """True if keys are lower-cased."""
-        return self._normalize_keys
-
     # -- keys ------------------------------------------------------------------
-    def _key(self, key: object) -> str:
-        normalized = super()._key(key)
+    def check_key(self, key: object) -> str:
+        """The key gate, plus: no segment may start with :data:`TEMP_PREFIX`."""
+        normalized = super().check_key(key)
         _refuse_temp_names(normalized, key)
         return normalized
 
-    def _batch_keys(self, keys: Iterable[object]) -> list[str]:
-        # The fast batch check of aiostore.keys, plus one C-level scan for temp names.
-        batch = keys if isinstance(keys, list) else list(keys)
-        normalized = _normalize_batch(batch, lower=self._normalize_keys)
+    def check_keys(self, keys: Iterable[object]) -> list[str]:
+        """The fast batch check of :mod:`aiostore.keys`, plus one C-level scan for temp names."""
+        batch = keys if isinstance(keys, list) else list(keys) if not isinstance(keys, str | bytes) else keys
+        normalized = Store.check_keys(self, batch)
         if TEMP_PREFIX in "\x00".join(normalized):
-            return list(dict.fromkeys(self._key(k) for k in batch))  # names the bad key
+            return list(dict.fromkeys(self.check_key(k) for k in batch))  # names the bad key
         return normalized
 
-    def _path(self, path: object) -> str:
-        normalized = super()._path(path)
+    def check_path(self, path: object) -> str:
+        """The path gate, plus: no segment may start with :data:`TEMP_PREFIX`."""
+        normalized = super().check_path(path)
         _refuse_temp_names(normalized, path)
         return normalized
 
@@ -259,52 +213,42 @@ class DirectoryStore(BlockingStore):
         >>> DirectoryStore("/data/x.zarr").dir_path("a/b")
         '/data/x.zarr/a/b'
         """
-        return self._fs_path(self._path(path))
+        return self._fs_path(self.check_path(path))
 
     # -- reads -----------------------------------------------------------------
-    def _get_blocking(self, key: str, byte_range: ByteRange | None) -> bytes:
-        try:
-            fd = os.open(self._fs_path(key), _READ_FLAGS)
-        except OSError as exc:
-            if exc.errno in _MISSING:
-                raise KeyError(key) from None
-            raise
-        try:
-            data = _read_whole(fd) if byte_range is None else _read_range(fd, byte_range)
-        finally:
-            os.close(fd)
-        if data is None:
-            raise KeyError(key)
-        return data
-
-    def _get_batch(self, keys: Sequence[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
+    def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        ranged: dict[str, list[int]] = {}
         fs_path, open_, close, missing = self._fs_path, os.open, os.close, _MISSING
         guess = 0  # the largest value so far: a read of that many bytes gets most values whole
-        for key in keys:
+        for index, (key, byte_range) in enumerate(requests):
+            if byte_range is not None:
+                out.append(None)
+                ranged.setdefault(key, []).append(index)
+                continue
             try:
                 fd = open_(fs_path(key), _READ_FLAGS)
             except OSError as exc:
                 if exc.errno in missing:
+                    out.append(None)
                     continue
                 raise
             try:
                 data = _read_guessing_size(fd, guess)
             finally:
                 close(fd)
-            if data is not None:
-                found[key] = data
-                if len(data) > guess:
-                    guess = len(data)
-        return found
+            out.append(data)
+            if data is not None and len(data) > guess:
+                guess = len(data)
+        if ranged:
+            self._read_ranges(requests, ranged, out)
+        return out
 
-    def _get_ranges_batch(self, requests: Sequence[tuple[str, ByteRange | None]]) -> list[bytes | None]:
+    def _read_ranges(
+        self, requests: Sequence[Request], by_key: dict[str, list[int]], out: list[bytes | None]
+    ) -> None:
         # Ranges of one key (a zarr 3 shard's index and inner chunks) share one
         # open and one fstat: they are read from one consistent file.
-        out: list[bytes | None] = [None] * len(requests)
-        by_key: dict[str, list[int]] = {}
-        for i, (key, _) in enumerate(requests):
-            by_key.setdefault(key, []).append(i)
         for key, indices in by_key.items():
             try:
                 fd = os.open(self._fs_path(key), _READ_FLAGS)
@@ -319,7 +263,6 @@ class DirectoryStore(BlockingStore):
                         out[i] = _pread_range(fd, requests[i][1], st.st_size)
             finally:
                 os.close(fd)
-        return out
 
     def _contains_blocking(self, key: str) -> bool:
         try:
@@ -330,113 +273,46 @@ class DirectoryStore(BlockingStore):
             raise
 
     # -- writes ----------------------------------------------------------------
-    def _write(self, key: str, value: Buffer, token: str) -> None:
-        """Write one value atomically: temp file in the same directory, then replace."""
-        path = self._fs_path(key)
-        dir_path = os.path.dirname(path)
-        temp = os.path.join(dir_path, TEMP_PREFIX + token)
-        try:
-            fd = os.open(temp, _WRITE_FLAGS, 0o666)
-        except FileNotFoundError:
-            try:
-                os.makedirs(dir_path, exist_ok=True)
-            except (FileExistsError, NotADirectoryError):
-                raise _below_value(key) from None
-            fd = os.open(temp, _WRITE_FLAGS, 0o666)
-        except NotADirectoryError:
-            raise _below_value(key) from None
-        try:
-            try:
-                _write_all(fd, value)
-            finally:
-                os.close(fd)
-            try:
-                os.replace(temp, path)
-            except OSError as exc:
-                if exc.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
-                    raise
-                if not os.path.isdir(path) or os.path.islink(path):
-                    raise
-                shutil.rmtree(path)  # zarr 2: a value replaces a directory at its key
-                os.replace(temp, path)
-        except BaseException:
-            # Any failure, KeyboardInterrupt included: the key keeps its old value.
-            _unlink_quietly(temp)
-            raise
-
-    def _set_blocking(self, key: str, value: Buffer) -> None:
-        self._write(key, value, os.urandom(8).hex())
-
-    def _set_batch(self, items: Sequence[tuple[str, Buffer]]) -> None:
+    def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
         failed: dict[str, BaseException] = {}
         batch = os.urandom(6).hex()  # unique per batch; the index makes it per key
         for index, (key, value) in enumerate(items):
             try:
-                self._write(key, value, f"{batch}-{index}")
+                write_atomically(self._fs_path(key), key, value, f"{batch}-{index}")
             except Exception as exc:
                 failed[key] = exc
         if failed:
             raise BatchWriteError(failed)
 
-    def _delete_blocking(self, key: str) -> None:
-        path = self._fs_path(key)
-        try:
-            os.unlink(path)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
-                raise KeyError(key) from None
-            if not (os.path.isdir(path) and not os.path.islink(path)):
-                raise
-            shutil.rmtree(path)  # zarr 2: deleting a directory's name removes it
-
-    def _delete_batch(self, keys: Sequence[str]) -> None:
+    def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
+        missing: list[str] = []
         failed: dict[str, BaseException] = {}
         for key in keys:
+            path = self._fs_path(key)
             try:
-                self._delete_blocking(key)
-            except KeyError:
-                pass
-            except Exception as exc:
-                failed[key] = exc
+                os.unlink(path)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
+                    missing.append(key)
+                elif os.path.isdir(path) and not os.path.islink(path):
+                    try:
+                        shutil.rmtree(path)  # zarr 2: deleting a directory's name removes it
+                    except Exception as rm_exc:
+                        failed[key] = rm_exc
+                else:
+                    failed[key] = exc
         if failed:
+            if len(keys) == 1:
+                raise failed[keys[0]]
             raise BatchWriteError(failed)
+        return missing
 
     # -- listing ---------------------------------------------------------------
     def _list_blocking(self, prefix: str) -> Iterator[str]:
         dir_part, _, start = prefix.rpartition("/")
         if dir_part and not _is_plain_path(dir_part):
             return iter(())  # no key can start with "../", "a//" or a temp name
-        return self._walk(self._fs_path(dir_part), f"{dir_part}/" if dir_part else "", start)
-
-    def _walk(self, top: str, key_prefix: str, start: str) -> Iterator[str]:
-        """Keys below ``top`` (whose names start with ``start`` at the first level).
-
-        Depth first with an explicit stack; symlinked directories are not
-        descended (no loops), as zarr 2's ``os.walk`` does.
-        """
-        stack = [(top, key_prefix, start)]
-        while stack:
-            dir_path, prefix, first = stack.pop()
-            subdirs = []
-            try:
-                entries = os.scandir(dir_path)
-            except OSError as exc:
-                if exc.errno in _MISSING:
-                    continue
-                raise
-            with entries:
-                for entry in entries:
-                    name = entry.name
-                    if not name.startswith(first) or name.startswith(TEMP_PREFIX):
-                        continue
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            subdirs.append((entry.path, f"{prefix}{name}/", ""))
-                        elif entry.is_file():
-                            yield prefix + name
-                    except OSError:
-                        continue  # removed while listed
-            stack.extend(reversed(subdirs))
+        return walk(self._fs_path(dir_part), f"{dir_part}/" if dir_part else "", start)
 
     def _listdir_blocking(self, path: str) -> list[str]:
         dir_path = self._fs_path(path)
@@ -453,14 +329,11 @@ class DirectoryStore(BlockingStore):
             for name in names:
                 child = os.path.join(dir_path, name)
                 if _CHUNK_INDEX.match(name) and os.path.isdir(child):
-                    nested.extend(self._walk(child, f"{name}/", ""))
+                    nested.extend(walk(child, f"{name}/", ""))
                 else:
                     nested.append(name)
             names = nested
         return sorted(names)
-
-    async def _listdir(self, path: str) -> list[str]:
-        return await self._run(self._listdir_blocking, path)
 
     # -- hierarchy -------------------------------------------------------------
     def _rmdir_blocking(self, path: str) -> None:
@@ -470,9 +343,6 @@ class DirectoryStore(BlockingStore):
                 os.unlink(target)  # the link only: its target may be outside the root
         elif os.path.isdir(target):
             shutil.rmtree(target)
-
-    async def _rmdir(self, path: str) -> None:
-        await self._run(self._rmdir_blocking, path)
 
     def _rename_blocking(self, src: str, dst: str) -> None:
         src_path, dst_path = self._fs_path(src), self._fs_path(dst)
@@ -490,7 +360,7 @@ class DirectoryStore(BlockingStore):
         try:
             os.makedirs(os.path.dirname(dst_path), exist_ok=True)
         except (FileExistsError, NotADirectoryError):
-            raise _below_value(dst) from None
+            raise below_value(dst) from None
         os.rename(src_path, dst_path)
         # Drop directories the move left empty (as os.renames does), never the root.
         parent = os.path.dirname(src_path)
@@ -500,9 +370,6 @@ class DirectoryStore(BlockingStore):
             except OSError:
                 break
             parent = os.path.dirname(parent)
-
-    async def _rename(self, src: str, dst: str) -> None:
-        await self._run(self._rename_blocking, src, dst)
 
     def _getsize_blocking(self, path: str) -> int:
         target = self._fs_path(path)
@@ -523,9 +390,6 @@ class DirectoryStore(BlockingStore):
                     size += entry.stat().st_size
         return size
 
-    async def _getsize(self, path: str) -> int:
-        return await self._run(self._getsize_blocking, path)
-
     def _clear_blocking(self) -> None:
         # Empty the root but keep it: it may be a mount point or a symlink.
         try:
@@ -535,12 +399,9 @@ class DirectoryStore(BlockingStore):
             return
         for entry in entries:
             try:
-                _remove(entry.path)
+                remove(entry.path)
             except FileNotFoundError:
                 pass
-
-    async def _clear(self) -> None:
-        await self._run(self._clear_blocking)
 
     # -- identity and pickling ---------------------------------------------------
     def __eq__(self, other: object) -> bool:
@@ -587,113 +448,3 @@ def _is_plain_path(path: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-class NestedDirectoryStore(DirectoryStore):
-    """A :class:`DirectoryStore` whose chunk keys nest: ``"/"`` separates chunk indices.
-
-    zarr 2 writes chunk ``(1, 0)`` as ``"1/0"``, so each chunk dimension becomes a
-    directory level and no directory holds too many files.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    normalize_keys : bool
-    dimension_separator : {"/"}, optional
-        Only ``"/"`` (or None, meaning ``"/"``) is accepted.
-    read_only : bool
-
-    Examples
-    --------
-    >>> NestedDirectoryStore("data/array.zarr").dimension_separator
-    '/'
-    >>> NestedDirectoryStore("data/array.zarr", dimension_separator=".")
-    Traceback (most recent call last):
-    ...
-    ValueError: NestedDirectoryStore only supports '/' as dimension_separator, not '.'
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        normalize_keys: bool = False,
-        dimension_separator: str | None = "/",
-        *,
-        read_only: bool = False,
-    ) -> None:
-        if dimension_separator is None:
-            dimension_separator = "/"
-        elif dimension_separator != "/":
-            raise ValueError(
-                f"NestedDirectoryStore only supports '/' as dimension_separator, not {dimension_separator!r}"
-            )
-        super().__init__(path, normalize_keys, dimension_separator, read_only=read_only)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        NestedDirectoryStore.__init__(
-            self, state["path"], state["normalize_keys"], read_only=state["read_only"]
-        )
-
-
-def _remove_tree(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
-class TempStore(DirectoryStore):
-    """A :class:`DirectoryStore` in a fresh temporary directory.
-
-    The directory is removed when the store is closed, and at interpreter exit
-    if it is still there. A pickled copy (for another process, say) refers to
-    the same directory and never removes it; once a store has been pickled, its
-    own :meth:`aclose` leaves the directory to interpreter exit, since a copy may
-    still be using it.
-
-    Parameters
-    ----------
-    suffix, prefix, dir : str, optional
-        As for :func:`tempfile.mkdtemp`.
-    normalize_keys : bool
-    dimension_separator : {".", "/"}, optional
-
-    Examples
-    --------
-    >>> import anyio, os
-    >>> async def main():
-    ...     async with TempStore() as store:
-    ...         await store.set("foo/bar", b"baz")
-    ...         print(os.listdir(os.path.join(store.path, "foo")))
-    ...     return os.path.exists(store.path)
-    >>> anyio.run(main)
-    ['bar']
-    False
-    """
-
-    def __init__(
-        self,
-        suffix: str = "",
-        prefix: str = "zarr",
-        dir: str | os.PathLike[str] | None = None,
-        normalize_keys: bool = False,
-        dimension_separator: str | None = None,
-    ) -> None:
-        path = tempfile.mkdtemp(suffix=suffix, prefix=prefix, dir=dir)
-        super().__init__(path, normalize_keys, dimension_separator)
-        self._owner = True
-        self._shared = False
-        # The exit hook holds only the path, so it does not keep the store alive.
-        self._remove_at_exit = functools.partial(_remove_tree, path)
-        atexit.register(self._remove_at_exit)
-
-    async def _close(self) -> None:
-        if self._owner and not self._shared:
-            await self._run(_remove_tree, self.path)
-            atexit.unregister(self._remove_at_exit)
-
-    def __getstate__(self) -> dict[str, Any]:
-        self._shared = True
-        return super().__getstate__()
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        DirectoryStore.__setstate__(self, state)
-        self._owner = False
-        self._shared = True

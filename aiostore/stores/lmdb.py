@@ -34,8 +34,7 @@ from typing import Any, TypeVar
 
 import lmdb  # the py-lmdb package: imports are absolute, so not this module
 
-from aiostore._runtime.offload import BlockingStore
-from aiostore.abc import Buffer, ByteRange, slice_byte_range
+from aiostore.abc import BlockingStore, Buffer, Request
 from aiostore.errors import BatchWriteError, ClosedStoreError
 from aiostore.keys import parent_prefix
 from aiostore.stores._lmdbenv import SharedEnv, acquire_env, release_env
@@ -130,7 +129,7 @@ class LMDBStore(BlockingStore):
     >>> tmp.cleanup()
     """
 
-    _split_batches = False
+    split_batches = False
 
     def __init__(
         self,
@@ -212,52 +211,22 @@ class LMDBStore(BlockingStore):
             else:
                 shared.adopt_new_size()
 
-    # -- blocking primitives and batches ---------------------------------------
-    def _get_blocking(self, key: str, byte_range: ByteRange | None) -> bytes:
-        encoded = _encode(key)
-        if len(encoded) > self._max_key:
-            raise KeyError(key)
-        if byte_range is None or not self.buffers:
-            value = self._read(lambda txn: txn.get(encoded))
-            if value is None:
-                raise KeyError(key)
-            return slice_byte_range(value, byte_range)
-        start, stop = byte_range
-
-        def read_range(txn: lmdb.Transaction[Any]) -> bytes | None:
-            view = txn.get(encoded)
-            # Copy the range out while the transaction still pins the page.
-            return None if view is None else bytes(view[start:stop])
-
-        found = self._read(read_range, buffers=True)
-        if found is None:
-            raise KeyError(key)
-        return found
-
-    def _get_batch(self, keys: Sequence[str]) -> dict[str, bytes]:
-        if not keys:
-            return {}
-        # Normalized keys hold no NUL: encode them all in one call.
-        encoded = "\x00".join(keys).encode("utf-8", "surrogateescape").split(b"\x00")
-        if max(map(len, encoded)) > self._max_key:
-            # Keys LMDB cannot hold cannot be in the store.
-            pairs = [(k, e) for k, e in zip(keys, encoded, strict=True) if len(e) <= self._max_key]
-            keys, encoded = [k for k, _ in pairs], [e for _, e in pairs]
-        # buffers=False: txn.get copies each value into a new bytes object in C,
-        # inside the transaction -- the one copy a safe read needs.
-        values: list[bytes | None] = self._read(lambda txn: list(map(txn.get, encoded)))
-        if None in values:
-            return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
-        return dict(zip(keys, values, strict=True))  # type: ignore[arg-type]
-
-    def _get_ranges_batch(self, requests: Sequence[tuple[str, ByteRange | None]]) -> list[bytes | None]:
-        encoded = [_encode(key) for key, _ in requests]
+    # -- blocking hooks: one transaction per batch ---------------------------------
+    def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
+        if not requests:
+            return []
         max_key = self._max_key
+        # Normalized keys hold no NUL: encode them all in one call.
+        encoded = "\x00".join([key for key, _ in requests]).encode("utf-8", "surrogateescape").split(b"\x00")
+        if max(map(len, encoded)) <= max_key and all(r is None for _, r in requests):
+            # buffers=False: txn.get copies each value into a new bytes object in C,
+            # inside the transaction -- the one copy a safe read needs.
+            return self._read(lambda txn: list(map(txn.get, encoded)))
 
         def read(txn: lmdb.Transaction[Any]) -> list[bytes | None]:
             out: list[bytes | None] = []
             for key, (_, byte_range) in zip(encoded, requests, strict=True):
-                value = None if len(key) > max_key else txn.get(key)
+                value = None if len(key) > max_key else txn.get(key)  # too long: cannot be stored
                 if value is not None and byte_range is not None:
                     value = value[byte_range[0] : byte_range[1]]
                 # bytes(): a buffer must be copied out while the transaction pins its page.
@@ -273,12 +242,7 @@ class LMDBStore(BlockingStore):
                 f"key {key!r} is {len(encoded)} bytes long; LMDB keys are at most {self._max_key} bytes"
             )
 
-    def _set_blocking(self, key: str, value: Buffer) -> None:
-        encoded = _encode(key)
-        self._check_key_size(key, encoded)
-        self._write(lambda txn: txn.put(encoded, value))
-
-    def _set_batch(self, items: Sequence[tuple[str, Buffer]]) -> None:
+    def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
         failed: dict[str, BaseException] = {}
         pairs: list[tuple[bytes, Buffer]] = []
         for key, value in items:
@@ -300,21 +264,18 @@ class LMDBStore(BlockingStore):
         if failed:
             raise BatchWriteError(failed)
 
-    def _delete_blocking(self, key: str) -> None:
-        encoded = _encode(key)
-        if len(encoded) > self._max_key or not self._write(lambda txn: txn.delete(encoded)):
-            raise KeyError(key)
+    def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
+        max_key = self._max_key
+        missing = [key for key in keys if len(_encode(key)) > max_key]
+        encoded = [(key, e) for key, e in zip(keys, map(_encode, keys), strict=True) if len(e) <= max_key]
 
-    def _delete_batch(self, keys: Sequence[str]) -> None:
-        encoded = [e for e in map(_encode, keys) if len(e) <= self._max_key]
-
-        def delete(txn: lmdb.Transaction[Any]) -> None:
+        def delete(txn: lmdb.Transaction[Any]) -> list[str]:
             remove = txn.delete
-            for key in encoded:
-                remove(key)
+            return [key for key, e in encoded if not remove(e)]
 
         if encoded:
-            self._write(delete)
+            missing.extend(self._write(delete))
+        return missing
 
     def _contains_blocking(self, key: str) -> bool:
         encoded = _encode(key)
@@ -449,31 +410,6 @@ class LMDBStore(BlockingStore):
         shared, self._shared = self._shared, None
         if shared is not None:
             release_env(shared)
-
-    # -- async side ----------------------------------------------------------------
-    async def _get_many(self, keys: list[str]) -> dict[str, bytes]:
-        return await self._run(self._get_batch, keys)
-
-    async def _listdir(self, path: str) -> list[str]:
-        return await self._run(self._listdir_blocking, path)
-
-    async def _rmdir(self, path: str) -> None:
-        await self._run(self._rmdir_blocking, path)
-
-    async def _clear(self) -> None:
-        await self._run(self._rmdir_blocking, "")
-
-    async def _rename(self, src: str, dst: str) -> None:
-        await self._run(self._rename_blocking, src, dst)
-
-    async def _getsize(self, path: str) -> int:
-        return await self._run(self._getsize_blocking, path)
-
-    async def _flush(self) -> None:
-        await self._run(self._flush_blocking)
-
-    async def _close(self) -> None:
-        await self._run(self._close_blocking)
 
     # -- identity and pickling ---------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:

@@ -18,11 +18,11 @@ Examples
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any
 
-from aiostore._runtime.offload import BlockingStore
-from aiostore.abc import Buffer, ByteRange, Store, slice_byte_range
+from aiostore.abc import BlockingStore, Buffer, Request, Store, slice_byte_range
+from aiostore.errors import BatchWriteError
 
 __all__ = ["MappingStore", "as_store"]
 
@@ -34,13 +34,15 @@ class MappingStore(BlockingStore):
     ----------
     mapping : MutableMapping
         Used as it is, not copied. Access is serialised with a lock, since a
-        mapping in general is not safe to use from several threads at once.
+        mapping in general is not safe to use from several threads at once. A
+        mapping with zarr 2's ``listdir``, ``rmdir``, ``rename`` or ``getsize``
+        methods (a zarr 2 store) answers those itself.
     read_only : bool
     dimension_separator : {".", "/"}, optional
         Defaults to the mapping's own ``_dimension_separator``, if any.
     """
 
-    _split_batches = False
+    split_batches = False
 
     def __init__(
         self,
@@ -57,32 +59,39 @@ class MappingStore(BlockingStore):
         self.mapping = mapping
         self._lock = threading.RLock()
 
-    def _get_blocking(self, key: str, byte_range: ByteRange | None) -> bytes:
+    def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
+        out: list[bytes | None] = []
         with self._lock:
-            value = self.mapping[key]
-        return slice_byte_range(_to_bytes(value), byte_range)
+            mapping = self.mapping
+            for key, byte_range in requests:
+                try:
+                    value = _to_bytes(mapping[key])
+                except KeyError:
+                    out.append(None)
+                else:
+                    out.append(value if byte_range is None else slice_byte_range(value, byte_range))
+        return out
 
-    def _get_batch(self, keys: Sequence[str]) -> dict[str, bytes]:
-        found = {}
+    def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
+        failed: dict[str, BaseException] = {}
+        with self._lock:
+            for key, value in items:
+                try:
+                    self.mapping[key] = bytes(value)
+                except Exception as exc:
+                    failed[key] = exc
+        if failed:
+            raise BatchWriteError(failed)
+
+    def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
+        missing: list[str] = []
         with self._lock:
             for key in keys:
                 try:
-                    found[key] = _to_bytes(self.mapping[key])
+                    del self.mapping[key]
                 except KeyError:
-                    pass
-        return found
-
-    def _set_blocking(self, key: str, value: Buffer) -> None:
-        with self._lock:
-            self.mapping[key] = bytes(value)
-
-    def _set_batch(self, items: Sequence[tuple[str, Buffer]]) -> None:
-        with self._lock:
-            super()._set_batch(items)
-
-    def _delete_blocking(self, key: str) -> None:
-        with self._lock:
-            del self.mapping[key]
+                    missing.append(key)
+        return missing
 
     def _contains_blocking(self, key: str) -> bool:
         with self._lock:
@@ -93,6 +102,47 @@ class MappingStore(BlockingStore):
             # keys(), not iter(): zarr 2 counts the calls a cache makes (CountingDict).
             keys = list(self.mapping.keys())
         return (k for k in keys if isinstance(k, str) and k.startswith(prefix))
+
+    # -- a zarr 2 store knows its own layout best: use its methods where it has them --
+    def _own(self, name: str) -> Callable[..., Any] | None:
+        method: Callable[..., Any] | None = getattr(self.mapping, name, None)
+        if not callable(method):
+            return None
+        if name == "rmdir":
+            erasable = getattr(self.mapping, "is_erasable", None)
+            if callable(erasable) and not erasable():
+                return None  # zarr 2 then deletes key by key
+        return method
+
+    def _listdir_blocking(self, path: str) -> list[str]:
+        own = self._own("listdir")
+        if own is None:
+            return super()._listdir_blocking(path)
+        with self._lock:
+            return list(own(path))
+
+    def _rmdir_blocking(self, path: str) -> None:
+        own = self._own("rmdir")
+        if own is None:
+            super()._rmdir_blocking(path)
+            return
+        with self._lock:
+            own(path)
+
+    def _rename_blocking(self, src: str, dst: str) -> None:
+        own = self._own("rename")
+        if own is None:
+            super()._rename_blocking(src, dst)
+            return
+        with self._lock:
+            own(src, dst)
+
+    def _getsize_blocking(self, path: str) -> int:
+        own = self._own("getsize")
+        if own is None:
+            return super()._getsize_blocking(path)
+        with self._lock:
+            return int(own(path))
 
     def __getstate__(self) -> dict[str, Any]:
         return {

@@ -14,15 +14,16 @@ Examples
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
-from aiostore.abc import Buffer, ByteRange, Store, slice_byte_range
+from aiostore.abc import BlockingStore, Buffer, Request, slice_byte_range
+from aiostore.errors import BatchWriteError
 
 __all__ = ["MemoryStore", "DictStore"]
 
 
-class MemoryStore(Store):
+class MemoryStore(BlockingStore):
     """Store that keeps every value in main memory, in nested dicts.
 
     Each path segment is one level of ``cls`` objects: ``"a/b"`` is stored as
@@ -51,7 +52,8 @@ class MemoryStore(Store):
     ['a', 'b'] 3
     """
 
-    _sync_inline = True
+    #: Memory work is cheaper than any thread hop: it runs in the calling thread.
+    resource = None
 
     def __init__(
         self,
@@ -105,72 +107,70 @@ class MemoryStore(Store):
             else:
                 yield key
 
-    # -- primitives ---------------------------------------------------------
-    async def _get(self, key: str, byte_range: ByteRange | None) -> bytes:
+    # -- blocking hooks (memory work: run in the calling thread, never offloaded) --
+    def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
+        out: list[bytes | None] = []
         with self._lock:
-            value = self._node(key)
-        if value is None or isinstance(value, self.cls):
-            raise KeyError(key)
-        return slice_byte_range(value, byte_range)
+            for key, byte_range in requests:
+                value = self._node(key)
+                if value is None or isinstance(value, self.cls):
+                    out.append(None)
+                else:
+                    out.append(value if byte_range is None else slice_byte_range(value, byte_range))
+        return out
 
-    async def _get_many(self, keys: list[str]) -> dict[str, bytes]:
-        found = {}
+    def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
+        failed: dict[str, BaseException] = {}
+        with self._lock:
+            for key, value in items:
+                try:
+                    parent, name = self._require_parent(key)
+                except KeyError as exc:
+                    failed[key] = exc
+                    continue
+                # A directory already at ``key`` is replaced, as zarr 2's MemoryStore does.
+                parent[name] = bytes(value)
+        if failed:
+            raise BatchWriteError(failed)
+
+    def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
+        missing: list[str] = []
         with self._lock:
             for key in keys:
-                value = self._node(key)
-                if value is not None and not isinstance(value, self.cls):
-                    found[key] = value
-        return found
+                found = self._parent(key)
+                if found is None or found[1] not in found[0]:
+                    missing.append(key)
+                else:
+                    # A directory's name deletes the directory, as zarr 2's MemoryStore does.
+                    del found[0][found[1]]
+        return missing
 
-    def _store_value(self, key: str, value: Buffer) -> None:
-        parent, name = self._require_parent(key)
-        # A directory already at ``key`` is replaced, as zarr 2's MemoryStore does.
-        parent[name] = bytes(value)
-
-    async def _set(self, key: str, value: Buffer) -> None:
-        with self._lock:
-            self._store_value(key, value)
-
-    async def _set_many(self, items: list[tuple[str, Buffer]]) -> None:
-        with self._lock:
-            await super()._set_many(items)
-
-    async def _delete(self, key: str) -> None:
-        with self._lock:
-            found = self._parent(key)
-            if found is None or found[1] not in found[0]:
-                raise KeyError(key)
-            # A directory's name deletes the directory, as zarr 2's MemoryStore does.
-            del found[0][found[1]]
-
-    async def _contains(self, key: str) -> bool:
+    def _contains_blocking(self, key: str) -> bool:
         with self._lock:
             value = self._node(key)
         return value is not None and not isinstance(value, self.cls)
 
-    async def _list(self, prefix: str) -> AsyncIterator[str]:
+    def _list_blocking(self, prefix: str) -> Iterator[str]:
         # Start the walk at the deepest directory the prefix names in full.
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         with self._lock:
             node = self._node(base)
             keys = list(self._walk(node, base)) if isinstance(node, self.cls) else []
-        for key in keys:
-            if key.startswith(prefix):
-                yield key
+        return (key for key in keys if key.startswith(prefix))
 
     # -- faster paths -------------------------------------------------------
-    async def _listdir(self, path: str) -> list[str]:
+    def _listdir_blocking(self, path: str) -> list[str]:
         with self._lock:
             node = self._node(path)
             return sorted(node) if isinstance(node, self.cls) else []
 
-    async def _rmdir(self, path: str) -> None:
+    def _rmdir_blocking(self, path: str) -> None:
         with self._lock:
             found = self._parent(path)
             if found is not None and isinstance(found[0].get(found[1]), self.cls):
                 del found[0][found[1]]
 
-    async def _rename(self, src: str, dst: str) -> None:
+    def _rename_blocking(self, src: str, dst: str) -> None:
         with self._lock:
             found = self._parent(src)
             if found is None or found[1] not in found[0]:
@@ -182,7 +182,7 @@ class MemoryStore(Store):
             parent, name = self._require_parent(dst)
             parent[name] = found[0].pop(found[1])
 
-    async def _getsize(self, path: str) -> int:
+    def _getsize_blocking(self, path: str) -> int:
         with self._lock:
             node = self._node(path)
             if node is None:
@@ -191,7 +191,7 @@ class MemoryStore(Store):
                 return sum(len(v) for v in node.values() if not isinstance(v, self.cls))
             return len(node)
 
-    async def _clear(self) -> None:
+    def _clear_blocking(self) -> None:
         with self._lock:
             self.root.clear()
 

@@ -42,8 +42,8 @@ import zipfile
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Literal, TypeAlias
 
-from aiostore._runtime.offload import BlockingStore, offload_batch
-from aiostore.abc import Buffer, ByteRange, child_name, closing_scope
+from aiostore._runtime.offload import offload
+from aiostore.abc import BlockingStore, Buffer, ByteRange, Request, child_name, closing_scope
 from aiostore.errors import BatchWriteError, ClosedStoreError
 from aiostore.keys import parent_prefix
 from aiostore.stores._zipread import EntryReader, newest_entries
@@ -122,6 +122,8 @@ class ZipStore(BlockingStore):
     """
 
     supports_deletes = False
+    #: One writer at a time: splitting a batch over threads would only queue the parts.
+    split_writes = False
 
     def __init__(
         self,
@@ -168,48 +170,32 @@ class ZipStore(BlockingStore):
             return list(self._index)
 
     # -- reads ---------------------------------------------------------------
-    def _get_blocking(self, key: str, byte_range: ByteRange | None) -> bytes:
-        value = self._reader.read(lambda: self._lookup(key), byte_range, self._read_with_zipfile)
-        if value is None:
-            raise KeyError(key)
-        return value
+    def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
+        # The entries are looked up inside the reader's gate (see EntryReader).
+        return self._reader.read_ranges(lambda: self._lookup_all(requests), self._read_with_zipfile)
 
-    def _get_batch(self, keys: Sequence[str]) -> dict[str, bytes]:
-        def lookup() -> list[tuple[str, zipfile.ZipInfo]]:
-            with self._index_lock:
-                return [(key, self._index[key]) for key in keys if key in self._index]
-
-        return self._reader.read_many(lookup, self._read_with_zipfile)
-
-    def _get_ranges_batch(self, requests: Sequence[tuple[str, ByteRange | None]]) -> list[bytes | None]:
-        def lookup() -> list[tuple[zipfile.ZipInfo | None, ByteRange | None]]:
-            with self._index_lock:
-                return [(self._index.get(key), byte_range) for key, byte_range in requests]
-
-        return self._reader.read_ranges(lookup, self._read_with_zipfile)
+    def _lookup_all(
+        self, requests: Sequence[Request]
+    ) -> list[tuple[zipfile.ZipInfo | None, ByteRange | None]]:
+        with self._index_lock:
+            return [(self._index.get(key), byte_range) for key, byte_range in requests]
 
     def _read_with_zipfile(self, info: zipfile.ZipInfo) -> bytes:
         with self._lock, self._zip().open(info) as entry:
             return entry.read()
 
-    async def _contains(self, key: str) -> bool:
-        return self._lookup(key) is not None  # an in-memory lookup: no thread hop
-
+    # The index is in memory: these answer from it, with no thread hop on either side.
     def _contains_blocking(self, key: str) -> bool:
         return self._lookup(key) is not None
 
     def _list_blocking(self, prefix: str) -> Iterator[str]:
         return iter(sorted(key for key in self._keys() if key.startswith(prefix)))
 
-    async def _list(self, prefix: str) -> AsyncIterator[str]:
-        for key in self._list_blocking(prefix):
-            yield key
-
-    async def _listdir(self, path: str) -> list[str]:
+    def _listdir_blocking(self, path: str) -> list[str]:
         prefix = parent_prefix(path)
         return sorted({child_name(prefix, key) for key in self._keys() if key.startswith(prefix)})
 
-    async def _getsize(self, path: str) -> int:
+    def _getsize_blocking(self, path: str) -> int:
         with self._index_lock:
             info = self._index.get(path) if path else None
             if info is not None:
@@ -221,14 +207,21 @@ class ZipStore(BlockingStore):
                 if key.startswith(prefix) and "/" not in key[len(prefix) :]
             )
 
-    # -- writes --------------------------------------------------------------
-    def _set_blocking(self, key: str, value: Buffer) -> None:
-        try:
-            self._set_batch([(key, value)])
-        except BatchWriteError as exc:
-            raise exc.failed[key] from None
+    async def _contains(self, key: str) -> bool:
+        return self._contains_blocking(key)
 
-    def _set_batch(self, items: Sequence[tuple[str, Buffer]]) -> None:
+    async def _list(self, prefix: str) -> AsyncIterator[str]:
+        for key in self._list_blocking(prefix):
+            yield key
+
+    async def _listdir(self, path: str) -> list[str]:
+        return self._listdir_blocking(path)
+
+    async def _getsize(self, path: str) -> int:
+        return self._getsize_blocking(path)
+
+    # -- writes --------------------------------------------------------------
+    def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
         failed: dict[str, BaseException] = {}
         written: list[zipfile.ZipInfo] = []
         with self._lock:
@@ -262,14 +255,6 @@ class ZipStore(BlockingStore):
         if failed:
             raise BatchWriteError(failed)
 
-    async def _set_many(self, items: list[tuple[str, Buffer]]) -> None:
-        # One writer at a time: splitting the batch over threads would only queue them.
-        [(part, result)] = await offload_batch(self._resource, self._set_batch, items, split=False)
-        if isinstance(result, BatchWriteError | ClosedStoreError):
-            raise result
-        if isinstance(result, BaseException):
-            raise BatchWriteError({key: result for key, _ in part})
-
     def _flush_blocking(self) -> None:
         with self._lock:
             zf = self._zip()
@@ -282,9 +267,6 @@ class ZipStore(BlockingStore):
             )
             self._dirty = False
 
-    async def _flush(self) -> None:
-        await self._run(self._flush_blocking)
-
     def _clear_blocking(self) -> None:
         with self._reader.exclusive(), self._lock:  # no read may see the file truncated
             self._zip().close()
@@ -295,9 +277,6 @@ class ZipStore(BlockingStore):
             with self._index_lock:
                 self._index.clear()
             self._reader.forget_offsets()
-
-    async def _clear(self) -> None:
-        await self._run(self._clear_blocking)
 
     def _close_blocking(self) -> None:
         # The gate before the writer's lock, as reads (whose fallback takes the lock) do.
@@ -310,7 +289,13 @@ class ZipStore(BlockingStore):
             return
         self._closed = True  # new operations fail at once; reads in flight finish first
         with closing_scope():  # a cancelled close must still write the central directory
-            await self._run(self._close_blocking)
+            await offload(self.resource, self._close_blocking)
+
+    def close_sync(self) -> None:
+        """Blocking :meth:`aclose`."""
+        if not self._closed:
+            self._closed = True
+            self._close_blocking()
 
     # -- deletes: not possible in a Zip file ----------------------------------
     def _no_deletes(self, what: str) -> NotImplementedError:
@@ -319,25 +304,20 @@ class ZipStore(BlockingStore):
             "(clear() empties the whole file)"
         )
 
-    async def _delete(self, key: str) -> None:
-        raise self._no_deletes(f"delete {key!r}")
-
-    def _delete_blocking(self, key: str) -> None:
-        raise self._no_deletes(f"delete {key!r}")
-
-    async def _delete_many(self, keys: list[str]) -> None:
+    def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
         # Missing keys are ignored, as for every store; only real deletes fail.
         present = [key for key in keys if self._lookup(key) is not None]
         if present:
             raise self._no_deletes(f"delete {present[0]!r}")
+        return list(keys)
 
-    async def _rmdir(self, path: str) -> None:
+    def _rmdir_blocking(self, path: str) -> None:
         prefix = parent_prefix(path)
         # Only keys below ``path`` are removed: a plain key there is left alone.
         if any(key.startswith(prefix) for key in self._keys()):
             raise self._no_deletes(f"remove {path!r}")
 
-    async def _rename(self, src: str, dst: str) -> None:
+    def _rename_blocking(self, src: str, dst: str) -> None:
         raise self._no_deletes(f"rename {src!r}")
 
     # -- identity and pickling --------------------------------------------------

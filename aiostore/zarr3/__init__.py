@@ -43,12 +43,9 @@ from zarr.core.buffer import (  # type: ignore[import-not-found,import-untyped,u
     default_buffer_prototype,
 )
 
-from aiostore._inline import is_inline
-from aiostore._runtime.offload import BlockingStore
-from aiostore.abc import ByteRange, Store, as_buffer, check_byte_range
+from aiostore.abc import BlockingStore, ByteRange, Store, as_buffer, check_open, check_writable
 from aiostore.errors import BatchWriteError
 from aiostore.stores.mapping import as_store
-from aiostore.sync import run_sync
 from aiostore.zarr3._batching import (
     WriteCoalescer,
     asyncio_running,
@@ -168,11 +165,11 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
     def _supports_sync_io(self) -> bool:
         # zarr 3 takes its synchronous fast path only if this is true: offer it
         # only where the sync methods really skip the event loop.
-        return self._store._sync_inline
+        return self._store.supports_sync_io
 
     # -- opening, closing, views --------------------------------------------------
     async def _open(self) -> None:
-        self._store._check_open()
+        check_open(self._store)
         await super()._open()
 
     async def _ensure_open(self) -> None:
@@ -191,8 +188,7 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
     def close(self) -> None:
         """Flush and close the backend (and mark this adapter closed)."""
         super().close()
-        if not self._store.closed:
-            run_sync(self._store, self._store.aclose())
+        self._store.close_sync()
 
     # -- reading -----------------------------------------------------------------
     async def get(
@@ -248,11 +244,9 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
         if whole:
             found = await store.get_many(requests[i][0] for i in whole)
             for i in whole:
-                results[i] = found.get(store._key(requests[i][0]))
+                results[i] = found.get(store.check_key(requests[i][0]))
         if len(ranged) > 1 and isinstance(store, BlockingStore):
-            store._check_open()
-            checked = [(store._key(requests[i][0]), check_byte_range(requests[i][1])) for i in ranged]
-            values = await store._get_ranges(checked)
+            values = await store.get_ranges([requests[i] for i in ranged])
             for i, value in zip(ranged, values, strict=True):
                 results[i] = value
         elif ranged:
@@ -349,9 +343,9 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
         """Store ``value`` under ``key`` (in one batch with concurrent sets)."""
         self._check_writable()
         self._is_open = True
-        self._store._check_writable()
+        check_writable(self._store)
         # Checked here, so a bad key or value fails only its own call, not a batch.
-        normalized = self._store._key(key)
+        normalized = self._store.check_key(key)
         raw = as_buffer(_raw(value, key), normalized)
         if _direct():
             await self._store.set(normalized, raw)
@@ -377,8 +371,8 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
     async def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is not an error."""
         self._check_writable()
-        self._store._check_writable()
-        normalized = self._store._key(key)
+        check_writable(self._store)
+        normalized = self._store.check_key(key)
         if _direct():
             await self._store.delete_many([normalized])
         else:
@@ -426,7 +420,7 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
             await asyncio.gather(*map(remove, write_groups(self._store, items)))
         return {}
 
-    # -- zarr 3's synchronous protocol ---------------------------------------------
+    # -- zarr 3's synchronous protocol: the backend's own *_sync methods ---------------
     def get_sync(
         self,
         key: str,
@@ -435,15 +429,23 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
         """Blocking :meth:`get` (direct calls for blocking backends, no event loop)."""
-        return run_sync(self._store, self.get(key, prototype, byte_range))
+        self._is_open = True
+        try:
+            data = self._store.get_sync(key, to_byte_range(byte_range))
+        except KeyError:
+            return None
+        return (prototype or default_buffer_prototype()).buffer.from_bytes(data)
 
     def set_sync(self, key: str, value: Buffer) -> None:
         """Blocking :meth:`set`."""
-        run_sync(self._store, self.set(key, value))
+        self._check_writable()
+        self._is_open = True
+        self._store.set_sync(key, _raw(value, key))
 
     def delete_sync(self, key: str) -> None:
         """Blocking :meth:`delete`; a missing key is not an error."""
-        run_sync(self._store, self.delete(key))
+        self._check_writable()
+        self._store.delete_many_sync([key])
 
     # -- identity -------------------------------------------------------------------
     def __eq__(self, other: object) -> bool:
@@ -462,9 +464,9 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
 
 
 def _direct() -> bool:
-    """True where writes are not coalesced: driven inline by the sync protocol,
-    or outside asyncio (zarr 3 itself always runs on asyncio)."""
-    return is_inline() or not asyncio_running()
+    """True where writes are not coalesced: outside asyncio (zarr 3 itself
+    always runs on asyncio)."""
+    return not asyncio_running()
 
 
 def _raw(value: Buffer, key: str) -> Any:

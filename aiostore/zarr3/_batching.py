@@ -19,8 +19,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
-from aiostore._runtime.offload import BlockingStore, executor_hops, split_batch, thread_limit
-from aiostore.abc import Store
+from aiostore._runtime.offload import executor_hops, split_batch, thread_limit
+from aiostore.abc import BlockingStore, Store
 
 __all__ = ["WriteCoalescer", "asyncio_running", "fast_hops", "stream_keys", "write_groups"]
 
@@ -159,7 +159,7 @@ def write_groups(store: Store, items: Sequence[T]) -> list[Sequence[T]]:
     A small file write costs several thread hops (a temporary file, a rename), so
     unlike reads, even a few writes are worth spreading over the backend's threads
     (``split_batch`` keeps parts of at least 16 keys, right for reads). Backends
-    with one writer (``_split_batches = False``) get a single group.
+    with one writer (``split_writes = False``) get a single group.
 
     >>> from aiostore import MappingStore, MemoryStore
     >>> [len(g) for g in write_groups(MemoryStore(), list(range(10)))]
@@ -167,6 +167,8 @@ def write_groups(store: Store, items: Sequence[T]) -> list[Sequence[T]]:
     >>> len(write_groups(MappingStore({}), list(range(10))))
     1
     """
-    if not isinstance(store, BlockingStore) or not store._split_batches or len(items) < 2:
+    if not isinstance(store, BlockingStore) or len(items) < 2:
         return [items]
-    return split_batch(items, thread_limit(store._resource), min_part_size=1)
+    if store.resource is None or not (store.split_batches and store.split_writes):
+        return [items]
+    return split_batch(items, thread_limit(store.resource), min_part_size=1)

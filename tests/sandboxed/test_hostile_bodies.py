@@ -217,7 +217,7 @@ def _prepare(pg: Playground, key: Any) -> None:
     if not must_be_refused(key):
         try:
             normalized = normalize_key(key)
-        except ValueError:
+        except (TypeError, ValueError):
             return
         target = pg.inside(normalized)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -231,8 +231,9 @@ def _check(pg: Playground, op: str, key: Any, outcome: Outcome, before: dict[str
     status, value = outcome
     if status == "ok":
         assert CANARY not in repr(value).encode(), f"{where} returned bytes from outside the root"
-    if op == "list" and isinstance(key, bytes):
-        assert status == "error" and isinstance(value, TypeError), where  # a prefix is str only
+    if isinstance(key, bytes):
+        # Keys, paths and prefixes are str only: bytes are refused before any file is named.
+        assert status == "error" and isinstance(value, TypeError), f"{where} was not refused: {outcome!r}"
         return
     if must_be_refused(key):
         if op == "list" and status == "ok":

@@ -113,13 +113,13 @@ def test_zarr_wraps_a_plain_mapping_but_not_a_sync_store() -> None:
 def test_one_batch_call_per_array_operation(backend: str) -> None:
     inner = aiostore.MemoryStore() if backend == "memory" else aiostore.MappingStore({})
     batches: list[list[str]] = []
-    get_many = inner._get_many
+    get_blocking = inner._get_blocking
 
-    async def counting_get_many(keys: list[str]) -> dict[str, bytes]:
-        batches.append(keys)
-        return await get_many(keys)
+    def counting_get_blocking(requests: Any) -> list[bytes | None]:
+        batches.append([key for key, _ in requests])
+        return get_blocking(requests)
 
-    inner._get_many = counting_get_many  # type: ignore[method-assign]
+    inner._get_blocking = counting_get_blocking  # type: ignore[method-assign]
     store = CountingStore(inner)
     z = zarr.zeros((40, 40), chunks=(10, 10), dtype="u2", store=store)
     data = np.arange(1600, dtype="u2").reshape(40, 40)

@@ -24,7 +24,6 @@ import pytest
 
 import aiostore
 from aiostore.abc import Store
-from aiostore.sync import run_sync
 
 
 @pytest.hookimpl(hookwrapper=True, trylast=True)
@@ -74,29 +73,27 @@ def _cache_over_memory(cls: Any, tmp: pathlib.Path) -> Store:
 
 
 BACKENDS = [
-    Backend("memory", "aiostore.stores.memory", "MemoryStore", lambda cls, tmp: cls()),
-    Backend("mapping", "aiostore.stores.mapping", "MappingStore", lambda cls, tmp: cls({})),
+    Backend("memory", "aiostore", "MemoryStore", lambda cls, tmp: cls()),
+    Backend("mapping", "aiostore", "MappingStore", lambda cls, tmp: cls({})),
     Backend(
         "directory",
-        "aiostore.stores.directory",
+        "aiostore",
         "DirectoryStore",
         lambda c, t: c(str(t / "data")),
         persistent=True,
     ),
     Backend(
         "nested",
-        "aiostore.stores.directory",
+        "aiostore",
         "NestedDirectoryStore",
         lambda c, t: c(str(t / "data")),
         persistent=True,
     ),
-    Backend("temp", "aiostore.stores.directory", "TempStore", lambda c, t: c(dir=str(t))),
-    Backend("zip", "aiostore.stores.zip", "ZipStore", lambda c, t: c(str(t / "data.zip")), persistent=True),
-    Backend("dbm", "aiostore.stores.dbm", "DBMStore", lambda c, t: c(str(t / "data.db")), persistent=True),
-    Backend(
-        "lmdb", "aiostore.stores.lmdb", "LMDBStore", lambda c, t: c(str(t / "data.mdb")), persistent=True
-    ),
-    Backend("cache", "aiostore.stores.cache.store", "LRUStoreCache", _cache_over_memory),
+    Backend("temp", "aiostore", "TempStore", lambda c, t: c(dir=str(t))),
+    Backend("zip", "aiostore", "ZipStore", lambda c, t: c(str(t / "data.zip")), persistent=True),
+    Backend("dbm", "aiostore", "DBMStore", lambda c, t: c(str(t / "data.db")), persistent=True),
+    Backend("lmdb", "aiostore", "LMDBStore", lambda c, t: c(str(t / "data.mdb")), persistent=True),
+    Backend("cache", "aiostore", "LRUStoreCache", _cache_over_memory),
     Backend(
         "objectstore",
         "aiostore.objectstore",
@@ -131,13 +128,13 @@ class BackendFactory:
         the backend keeps its data in files)."""
         if not self.spec.persistent:
             return store
-        run_sync(store, store.aclose())
+        store.close_sync()
         return self()
 
     def close_all(self) -> None:
         for store in self.made:
             if not store.closed:
-                run_sync(store, store.aclose())
+                store.close_sync()
 
 
 @pytest.fixture(params=BACKEND_NAMES)

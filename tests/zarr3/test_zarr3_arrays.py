@@ -15,7 +15,6 @@ import zarr
 from zarr.codecs import ShardingCodec
 
 from aiostore.abc import Store
-from aiostore.sync import run_sync
 from aiostore.zarr3 import ZarrStore
 
 FUSED = "zarr.core.codec_pipeline.FusedCodecPipeline"
@@ -109,7 +108,7 @@ def test_fused_pipeline_uses_the_sync_protocol(
     """zarr's opt-in FusedCodecPipeline reads and writes through get_sync/set_sync."""
     data = np.arange(100, dtype="float64")
     store = ZarrStore(backend)
-    assert store._supports_sync_io == backend._sync_inline
+    assert store._supports_sync_io == backend.supports_sync_io
     sync_writes = record_calls(monkeypatch, "set_sync", lambda args: args[1])
     with zarr.config.set({"codec_pipeline.path": FUSED}):
         z = zarr.create_array(store, shape=(100,), chunks=(10,), dtype="float64")
@@ -119,21 +118,18 @@ def test_fused_pipeline_uses_the_sync_protocol(
         np.testing.assert_array_equal(
             zarr.open_array(ZarrStore(make_backend.reopen(backend)), mode="r")[:], data
         )
-    assert len(sync_writes) == (11 if backend._sync_inline else 0)  # ten chunks, then one again
+    assert len(sync_writes) == (11 if backend.supports_sync_io else 0)  # ten chunks, then one again
 
 
 def test_nbytes_stored(backend: Store) -> None:
     z = zarr.create_array(ZarrStore(backend), shape=(100,), chunks=(10,), dtype="uint8", compressors=None)
     z[:] = 7
-    metadata = run_sync(backend, backend.get("zarr.json"))
+    metadata = backend.get_sync("zarr.json")
     assert z.nbytes_stored() == 100 + len(metadata)
 
 
 def keys_below(backend: Store, prefix: str) -> list[str]:
-    async def collect() -> list[str]:
-        return sorted([key async for key in backend.list(prefix)])
-
-    return run_sync(backend, collect())
+    return sorted(backend.list_sync(prefix))
 
 
 def record_calls(monkeypatch: pytest.MonkeyPatch, method: str, what: Any) -> list[Any]:

@@ -41,14 +41,23 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from aiostore._inline import is_inline
 from aiostore._runtime.flight import RETRY, Flight
 from aiostore._runtime.portal import run_on_portal
 from aiostore._runtime.workers import WAIT, PortalWorkers, Wait
-from aiostore.abc import Buffer, ByteRange, Store, slice_byte_range
+from aiostore.abc import (
+    Buffer,
+    BufferLike,
+    ByteRange,
+    Store,
+    check_open,
+    check_writable,
+    collect,
+    slice_byte_range,
+)
 from aiostore.errors import BatchWriteError
 from aiostore.stores.mapping import as_store
 
@@ -97,9 +106,8 @@ class LRUStoreCache(Store):
     ['k'] True
     """
 
-    #: The sync side always drives the cache inline, in the caller's thread: a hit
-    #: never leaves it, whatever the store; see ``_call`` for the store's calls.
-    _sync_inline = True
+    #: Hits and writes run in the caller's thread (a miss, on the background loop).
+    supports_sync_io = True
 
     def __init__(
         self,
@@ -119,10 +127,7 @@ class LRUStoreCache(Store):
         super().__init__(read_only=inner.read_only, dimension_separator=inner.dimension_separator)
         # Keys are normalized exactly as the store does, so the keys the store
         # answers with are the keys the cache asked for.
-        self._normalize_keys = inner._normalize_keys
-        # The store's calls go through the portal when the cache runs inline but
-        # the store cannot (see _call); the cache itself never suspends otherwise.
-        self._store_inline = inner._sync_inline
+        self._normalize_keys = inner.normalize_keys
         self.supports_deletes = inner.supports_deletes  # type: ignore[misc]
         self.supports_listing = inner.supports_listing  # type: ignore[misc]
         self._store = inner
@@ -167,17 +172,6 @@ class LRUStoreCache(Store):
         self.prefetch_errors = 0
         #: The last of those errors, for diagnosis.
         self.last_prefetch_error: BaseException | None = None
-
-    # -- reaching the store ----------------------------------------------------------
-    def _via_portal(self) -> bool:
-        return is_inline() and not self._store_inline
-
-    async def _call(self, call: Coroutine[Any, Any, T]) -> T:
-        """Await a call of the wrapped store; from the sync side (inline, in the
-        caller's thread), a natively async store's call runs on the portal."""
-        if self._via_portal():
-            return run_on_portal(call)
-        return await call
 
     # -- properties ---------------------------------------------------------------
     @property
@@ -301,7 +295,7 @@ class LRUStoreCache(Store):
     async def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
         """Return ``{key: value}`` for the keys present; hits come from memory and
         all misses from one batch call of the store. See :meth:`Store.get_many`."""
-        self._check_open()
+        check_open(self)
         if not isinstance(keys, list | tuple):
             keys = list(keys)
         values = self._values
@@ -337,9 +331,12 @@ class LRUStoreCache(Store):
         if value is not None:
             return slice_byte_range(value, byte_range)
         # A part of a value is not worth caching; the store reads just that part.
-        return await self._call(self._store.get(key, byte_range))
+        return await self._store.get(key, byte_range)
 
-    async def _get_many(self, keys: list[str]) -> dict[str, bytes]:
+    async def _get_many(self, keys: list[str], caller: int | None = None) -> dict[str, bytes]:
+        """Hits from memory, misses fetched in one batch; a key another fetch is
+        getting is waited for -- unless that fetch runs in the thread ``caller``
+        (a sync reader's, blocked until this returns), where it fetches anew."""
         found: dict[str, bytes] = {}
         lead: list[str] = []
         joined: dict[Flight, list[str]] = {}
@@ -353,7 +350,7 @@ class LRUStoreCache(Store):
                     found[key] = value
                     continue
                 other = inflight.get(key)
-                if other is not None and not other.would_deadlock():
+                if other is not None and other.thread != caller:
                     joined.setdefault(other, []).append(key)
                     continue
                 # Not cached, not in flight (or queued for prefetch: this reader
@@ -369,7 +366,7 @@ class LRUStoreCache(Store):
             if lead:
                 flight = Flight(prefetch=False)
                 for key in lead:
-                    # setdefault: a key another fetch holds (see would_deadlock) is
+                    # setdefault: a key another fetch holds (see ``caller``) is
                     # fetched here too, but cached by that fetch only.
                     inflight.setdefault(key, flight)
         if flight is not None:
@@ -385,7 +382,7 @@ class LRUStoreCache(Store):
                     elif outcome is RETRY:
                         retry.append(key)
             if retry:
-                found.update(await self._get_many(retry))
+                found.update(await self._get_many(retry, caller))
         return found
 
     async def _fetch(self, flight: Flight, keys: list[str]) -> dict[str, bytes]:
@@ -394,11 +391,11 @@ class LRUStoreCache(Store):
             if len(keys) == 1:
                 # A single get lets the store coalesce it with its other gets.
                 try:
-                    found = {keys[0]: await self._call(self._store.get(keys[0]))}
+                    found = {keys[0]: await self._store.get(keys[0])}
                 except KeyError:
                     found = {}
             else:
-                found = await self._call(self._store.get_many(keys))
+                found = await self._store.get_many(keys)
         except BaseException as exc:
             # An error is shared with the readers who joined; a cancellation
             # is not (they retry on their own).
@@ -438,7 +435,7 @@ class LRUStoreCache(Store):
             if known is not None:
                 return known
             epoch = self._epoch
-        answer = await self._call(self._store.contains(key))
+        answer = await self._store.contains(key)
         with self._lock:
             if self._epoch == epoch:
                 self._contains_cache[key] = answer
@@ -453,14 +450,10 @@ class LRUStoreCache(Store):
             if prefix:
                 # Only the whole listing is cached: listing all of a big remote
                 # store to answer one prefix would cost more than it saves.
-                if self._via_portal():
-                    for key in run_on_portal(_collect(self._store.list(prefix))):
-                        yield key
-                else:
-                    async for key in self._store.list(prefix):
-                        yield key
+                async for key in self._store.list(prefix):
+                    yield key
                 return
-            cached = await self._call(_collect(self._store.list()))
+            cached = await collect(self._store.list())
             with self._lock:
                 if self._epoch == epoch:
                     self._keys_cache = dict.fromkeys(cached)
@@ -473,7 +466,7 @@ class LRUStoreCache(Store):
             listing = self._listdir_cache.get(path)
             epoch = self._epoch
         if listing is None:
-            listing = await self._call(self._store.listdir(path))
+            listing = await self._store.listdir(path)
             with self._lock:
                 if self._epoch == epoch:
                     self._listdir_cache[path] = listing
@@ -481,7 +474,7 @@ class LRUStoreCache(Store):
         return list(listing)
 
     async def _getsize(self, path: str) -> int:
-        return await self._call(self._store.getsize(path))
+        return await self._store.getsize(path)
 
     # -- writes ----------------------------------------------------------------------
     def _begin_write(self, keys: Iterable[str]) -> None:
@@ -589,56 +582,53 @@ class LRUStoreCache(Store):
             if listing is not None and not (added and child in listing):
                 del self._listdir_cache[path]
 
-    async def _set(self, key: str, value: Buffer) -> None:
-        self._begin_write((key,))
-        try:
-            await self._call(self._store.set(key, value))
-        except BaseException:
-            self._end_write(failed=(key,))
-            raise
-        self._end_write(written=((key, value),))
-
-    async def _set_many(self, items: list[tuple[str, Buffer]]) -> None:
-        self._begin_write(key for key, _ in items)
-        try:
-            await self._call(self._store.set_many(items))
-        except BatchWriteError as exc:
-            self._end_write(
-                written=[(k, v) for k, v in items if k not in exc.failed],
-                failed=[k for k, _ in items if k in exc.failed],
-            )
-            raise
-        except BaseException:
-            self._end_write(failed=[key for key, _ in items])
-            raise
-        self._end_write(written=items)
-
-    async def _delete(self, key: str) -> None:
-        self._begin_write((key,))
-        try:
-            await self._call(self._store.delete(key))
-        except KeyError:
-            self._end_write(deleted=(key,))
-            raise
-        except BaseException:
-            self._end_write(failed=(key,))
-            raise
-        self._end_write(deleted=(key,))
-
-    async def _delete_many(self, keys: list[str]) -> None:
+    @contextmanager
+    def _write_scope(self, written: list[tuple[str, Buffer]], deleted: list[str]) -> Iterator[None]:
+        """Around one write of the store, from either side: drop what is in flight
+        for its keys first, then update the caches with what happened."""
+        keys = [key for key, _ in written] + deleted
         self._begin_write(keys)
         try:
-            await self._call(self._store.delete_many(keys))
+            yield
+        except BatchWriteError as exc:
+            self._end_write(
+                written=[(k, v) for k, v in written if k not in exc.failed],
+                deleted=[k for k in deleted if k not in exc.failed],
+                failed=[k for k in keys if k in exc.failed],
+            )
+            raise
+        except KeyError:
+            if deleted and not written:  # a missing key's delete: now known missing
+                self._end_write(deleted=deleted)
+            else:
+                self._end_write(failed=keys)
+            raise
         except BaseException:
             self._end_write(failed=keys)
             raise
-        self._end_write(deleted=keys)
+        self._end_write(written=written, deleted=deleted)
+
+    async def _set(self, key: str, value: Buffer) -> None:
+        with self._write_scope([(key, value)], []):
+            await self._store.set(key, value)
+
+    async def _set_many(self, items: list[tuple[str, Buffer]]) -> None:
+        with self._write_scope(items, []):
+            await self._store.set_many(items)
+
+    async def _delete(self, key: str) -> None:
+        with self._write_scope([], [key]):
+            await self._store.delete(key)
+
+    async def _delete_many(self, keys: list[str]) -> None:
+        with self._write_scope([], keys):
+            await self._store.delete_many(keys)
 
     async def _structural(self, operation: Coroutine[Any, Any, None], paths: tuple[str, ...]) -> None:
         """Run a write that touches whole subtrees, dropping what it may change."""
         self._drop_paths(paths)
         try:
-            await self._call(operation)
+            await operation
         finally:
             self._drop_paths(paths)
 
@@ -666,7 +656,7 @@ class LRUStoreCache(Store):
         await self._structural(self._store.clear(), ("",))
 
     async def _flush(self) -> None:
-        await self._call(self._store.flush())
+        await self._store.flush()
 
     async def _close(self) -> None:
         try:
@@ -674,7 +664,61 @@ class LRUStoreCache(Store):
                 self._queue.clear()
             await self._workers.stop()
         finally:
-            await self._call(self._store.aclose())
+            await self._store.aclose()
+
+    # -- the sync side: hits and writes in the caller's thread --------------------------
+    def get_sync(self, key: str, byte_range: ByteRange | None = None) -> bytes:
+        """Blocking :meth:`get`: a hit never leaves the caller's thread."""
+        if byte_range is None:
+            found = self.get_many_sync([key])
+            if found:
+                return next(iter(found.values()))
+            raise KeyError(key)
+        return run_on_portal(self.get(key, byte_range))
+
+    def get_many_sync(self, keys: Iterable[str]) -> dict[str, bytes]:
+        """Blocking :meth:`get_many`: hits from memory in the caller's thread; the
+        misses, if any, in one fetch on the background loop."""
+        check_open(self)
+        normalized = self.check_keys(keys)
+        with self._lock:
+            values = self._values
+            found = {key: value for key in normalized if (value := values.get(key)) is not None}
+            deque(map(values.move_to_end, found), maxlen=0)
+            self.hits += len(found)
+            if found and self._unread:
+                self._consume_unread_locked(found)
+        if len(found) < len(normalized):
+            missing = [key for key in normalized if key not in found]
+            found.update(run_on_portal(self._get_many(missing, threading.get_ident())))
+        return found
+
+    def set_sync(self, key: str, value: BufferLike) -> None:
+        """Blocking :meth:`set`, through the store's own ``set_sync``."""
+        self.set_many_sync({key: value})
+
+    def set_many_sync(self, mapping: Mapping[str, BufferLike] | Iterable[tuple[str, BufferLike]]) -> None:
+        """Blocking :meth:`set_many`, through the store's own ``set_many_sync``."""
+        check_writable(self)
+        items = self.check_items(mapping)
+        if items:
+            with self._write_scope(items, []):
+                self._store.set_many_sync(items)
+
+    def delete_sync(self, key: str) -> None:
+        """Blocking :meth:`delete`, through the store's own ``delete_sync``."""
+        check_writable(self)
+        normalized = self.check_key(key)
+        with self._write_scope([], [normalized]):
+            self._store.delete_sync(normalized)
+
+    def delete_many_sync(self, keys: Iterable[str]) -> None:
+        """Blocking :meth:`delete_many`, through the store's own ``delete_many_sync``."""
+        check_writable(self)
+        normalized = self.check_keys(keys)
+        if normalized:
+            with self._write_scope([], normalized):
+                self._store.delete_many_sync(normalized)
 
     # -- prefetch --------------------------------------------------------------------
     def prefetch(self, keys: Iterable[str]) -> int:
@@ -708,8 +752,8 @@ class LRUStoreCache(Store):
         (100, b'x')
         >>> cache.close()
         """
-        self._check_open()
-        normalized = [self._key(key) for key in keys]
+        check_open(self)
+        normalized = [self.check_key(key) for key in keys]
         with self._lock:
             values, inflight, queue = self._values, self._inflight, self._queue
             queued = 0
@@ -786,7 +830,3 @@ class LRUStoreCache(Store):
 
     def __repr__(self) -> str:
         return f"LRUStoreCache({self._store!r}, max_size={self._max_size!r})"
-
-
-async def _collect(keys: AsyncIterator[str]) -> list[str]:
-    return [key async for key in keys]

@@ -1,0 +1,189 @@
+"""The argument checks of the store protocol: plain functions both sides call.
+
+Every public method of :class:`aiostore.abc.Store` -- the async ones and their
+``*_sync`` twins -- runs its arguments through these before a backend sees them,
+so a backend's hooks always receive normalized keys, checked byte ranges and
+flat byte buffers. Re-exported by :mod:`aiostore.abc`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import anyio
+import numpy as np
+import sniffio
+
+from aiostore.errors import ClosedStoreError, ReadOnlyError
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer as _BufferProtocol
+
+    from aiostore._protocol.store import Store
+
+__all__ = [
+    "Buffer",
+    "BufferLike",
+    "ByteRange",
+    "Request",
+    "as_buffer",
+    "check_byte_range",
+    "check_open",
+    "check_writable",
+    "child_name",
+    "closing_scope",
+    "slice_byte_range",
+]
+
+#: What a value may be when it is stored: anything with the buffer protocol
+#: (bytes, bytearray, memoryview, numpy arrays, ``array.array``); a ``str`` is not.
+BufferLike: TypeAlias = "_BufferProtocol | np.ndarray[Any, Any]"
+
+#: ``(start, stop)``: ``stop=None`` reads to the end; ``start < 0`` (with
+#: ``stop=None``) reads the last ``-start`` bytes.
+ByteRange: TypeAlias = tuple[int, int | None]
+#: What backends receive as a value: the caller's bytes, or a flat byte view.
+Buffer: TypeAlias = bytes | memoryview
+#: One read: a key and its byte range (None for the whole value).
+Request: TypeAlias = tuple[str, ByteRange | None]
+
+
+def as_buffer(value: object, key: str = "") -> Buffer:
+    """Return ``value``'s raw bytes as ``bytes`` or a 1-d unsigned-byte view.
+
+    Accepts anything with the buffer protocol (bytes, bytearray, memoryview,
+    numpy arrays -- including datetime64/timedelta64 ones, whose raw bytes are
+    their int64 values -- and ``array.array``); a C-contiguous buffer is not
+    copied, others are copied in memory order. Raises :class:`TypeError` for
+    anything else (``str``, lists, object arrays), naming the key.
+
+    >>> as_buffer(b"ab")
+    b'ab'
+    >>> import numpy as np
+    >>> bytes(as_buffer(np.arange(2, dtype="<u2")))
+    b'\\x00\\x00\\x01\\x00'
+    >>> as_buffer([1, 2], "k")
+    Traceback (most recent call last):
+    ...
+    TypeError: value for key 'k' must be bytes-like (buffer protocol), not list
+    """
+    if type(value) is bytes:
+        return value
+    if isinstance(value, str) or (not hasattr(type(value), "__buffer__") and not _has_buffer(value)):
+        raise TypeError(
+            f"value for key {key!r} must be bytes-like (buffer protocol), not {type(value).__name__}"
+        )
+    try:
+        view = memoryview(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, NotImplementedError) as exc:
+        if getattr(getattr(value, "dtype", None), "kind", None) in ("m", "M"):
+            # numpy exports no buffer for datetimes, yet zarr 2 passes such chunks
+            # unencoded when there is no compressor: store their int64 bytes.
+            return as_buffer(np.asarray(value).view(np.uint64), key)
+        raise TypeError(
+            f"value for key {key!r} must be bytes-like (buffer protocol), not {type(value).__name__}: {exc}"
+        ) from None
+    if view.format == "B" and view.ndim == 1 and view.c_contiguous:
+        return view
+    if view.format == "O":
+        # Raw bytes of an object array are pointers: meaningless once stored.
+        raise TypeError(f"value for key {key!r} is an object array; encode it to bytes first")
+    if view.nbytes == 0:
+        return b""  # memoryview.cast refuses shapes with a zero in them
+    if view.c_contiguous:
+        return view.cast("B")
+    return memoryview(view.tobytes(order="A"))
+
+
+def _has_buffer(value: object) -> bool:
+    try:
+        memoryview(value)  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    except (ValueError, NotImplementedError):
+        return True  # a buffer, but not a usable one: as_buffer names the problem
+    return True
+
+
+def check_byte_range(byte_range: object) -> ByteRange | None:
+    """Validate a ``byte_range`` argument and return it as a tuple.
+
+    >>> check_byte_range((2, None)), check_byte_range([0, 4]), check_byte_range(None)
+    ((2, None), (0, 4), None)
+    >>> check_byte_range((-4, 2))
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid byte_range (-4, 2): a suffix range (start < 0) must have stop=None
+    """
+    if byte_range is None:
+        return None
+    try:
+        start: object
+        stop: object
+        start, stop = byte_range  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise TypeError(f"byte_range must be a (start, stop) pair, not {byte_range!r}") from None
+    if not isinstance(start, int) or isinstance(start, bool):
+        raise TypeError(f"invalid byte_range {byte_range!r}: start must be an int")
+    if stop is not None and (not isinstance(stop, int) or isinstance(stop, bool)):
+        raise TypeError(f"invalid byte_range {byte_range!r}: stop must be an int or None")
+    if start < 0 and stop is not None:
+        raise ValueError(
+            f"invalid byte_range {(start, stop)!r}: a suffix range (start < 0) must have stop=None"
+        )
+    if stop is not None and stop < start:
+        raise ValueError(f"invalid byte_range {(start, stop)!r}: stop < start")
+    return (start, stop)
+
+
+def slice_byte_range(data: bytes, byte_range: ByteRange | None) -> bytes:
+    """Apply a checked byte range to a whole value.
+
+    >>> slice_byte_range(b"abcdef", (1, 3)), slice_byte_range(b"abcdef", (-2, None))
+    (b'bc', b'ef')
+    """
+    if byte_range is None:
+        return data
+    start, stop = byte_range
+    return data[start:stop]
+
+
+def check_open(store: Store) -> None:
+    """Raise :class:`~aiostore.ClosedStoreError` if ``store`` is closed."""
+    if store.closed:
+        raise ClosedStoreError(f"{store!r} is closed")
+
+
+def check_writable(store: Store) -> None:
+    """Raise if ``store`` is closed or read-only (:class:`~aiostore.ReadOnlyError`)."""
+    if store.closed:
+        raise ClosedStoreError(f"{store!r} is closed")
+    if store.read_only:
+        raise ReadOnlyError(f"{store!r} is read-only")
+
+
+def closing_scope() -> contextlib.AbstractContextManager[Any]:
+    """A scope that shields a store's closing from cancellation (nothing outside an event loop).
+
+    A cancelled close would leave a store marked closed that still holds its
+    files, environments or temporary directory; the close is short and its
+    thread work cannot be interrupted anyway.
+
+    >>> with closing_scope():
+    ...     pass
+    """
+    try:
+        sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return contextlib.nullcontext()
+    return anyio.CancelScope(shield=True)
+
+
+def child_name(prefix: str, key: str) -> str:
+    """The first segment of ``key`` after ``prefix``.
+
+    >>> child_name("a/", "a/b/c")
+    'b'
+    """
+    return key[len(prefix) :].split("/", 1)[0]

@@ -1,0 +1,130 @@
+"""File-system helpers of the directory stores: writing, removing, walking.
+
+The read path lives in :mod:`aiostore.stores.directory` itself, so that a read
+passes through as few layers as possible.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import Iterator
+
+from aiostore.abc import Buffer
+
+__all__ = [
+    "MISSING",
+    "TEMP_PREFIX",
+    "below_value",
+    "remove",
+    "remove_tree",
+    "unlink_quietly",
+    "walk",
+    "write_all",
+    "write_atomically",
+]
+
+#: Name prefix of in-flight temporary files; key segments may not start with it.
+TEMP_PREFIX = ".aiostore-tmp-"
+#: errnos meaning "no value can be at this path".
+MISSING = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG})
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+def write_all(fd: int, value: Buffer) -> None:
+    written = os.write(fd, value)
+    if written < len(value):
+        view = memoryview(value)
+        while written < len(view):
+            written += os.write(fd, view[written:])
+
+
+def unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def remove(path: str) -> None:
+    """Remove a file, a symlink (never its target) or a whole directory tree."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def remove_tree(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def below_value(key: str) -> KeyError:
+    # zarr 2 raises KeyError when a key would sit below another key's value.
+    return KeyError(f"cannot store {key!r}: a parent of it holds a value, not other keys")
+
+
+def write_atomically(path: str, key: str, value: Buffer, token: str) -> None:
+    """Write ``key``'s value to ``path`` atomically: a temp file in the same directory,
+    then :func:`os.replace`; on any failure the temp file is removed and the old value stays."""
+    dir_path = os.path.dirname(path)
+    temp = os.path.join(dir_path, TEMP_PREFIX + token)
+    try:
+        fd = os.open(temp, _WRITE_FLAGS, 0o666)
+    except FileNotFoundError:
+        try:
+            os.makedirs(dir_path, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise below_value(key) from None
+        fd = os.open(temp, _WRITE_FLAGS, 0o666)
+    except NotADirectoryError:
+        raise below_value(key) from None
+    try:
+        try:
+            write_all(fd, value)
+        finally:
+            os.close(fd)
+        try:
+            os.replace(temp, path)
+        except OSError as exc:
+            if exc.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            if not os.path.isdir(path) or os.path.islink(path):
+                raise
+            shutil.rmtree(path)  # zarr 2: a value replaces a directory at its key
+            os.replace(temp, path)
+    except BaseException:
+        # Any failure, KeyboardInterrupt included: the key keeps its old value.
+        unlink_quietly(temp)
+        raise
+
+
+def walk(top: str, key_prefix: str, start: str) -> Iterator[str]:
+    """Keys below ``top`` (whose names start with ``start`` at the first level).
+
+    Depth first with an explicit stack; symlinked directories are not
+    descended (no loops), as zarr 2's ``os.walk`` does.
+    """
+    stack = [(top, key_prefix, start)]
+    while stack:
+        dir_path, prefix, first = stack.pop()
+        subdirs = []
+        try:
+            entries = os.scandir(dir_path)
+        except OSError as exc:
+            if exc.errno in MISSING:
+                continue
+            raise
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if not name.startswith(first) or name.startswith(TEMP_PREFIX):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        subdirs.append((entry.path, f"{prefix}{name}/", ""))
+                    elif entry.is_file():
+                        yield prefix + name
+                except OSError:
+                    continue  # removed while listed
+        stack.extend(reversed(subdirs))
