@@ -50,7 +50,16 @@ _anyio = pytest.mark.anyio
 BAD_KEYS = ["..", "../x", "a/../b", ".", "./a", "a/./b", "a/.", "a\x00b", "\x00", "", "/", "//"]
 
 #: Keys with characters that must round-trip unchanged through every store.
-ODD_KEYS = [".zgroup", "a.b/.zarray", "with space/x y", "grüße/数据", "a-b_c/0.0.0", "~tilde/=eq"]
+ODD_KEYS = [
+    ".zgroup",
+    "a.b/.zarray",
+    "with space/x y",
+    "grüße/数据",
+    "a-b_c/0.0.0",
+    "~tilde/=eq",
+    "..hidden/x.",  # starts with "..", ends with ".": plain names all the same
+    "e./..f",
+]
 
 
 def _value(i: int, size: int = 10) -> bytes:
@@ -318,6 +327,8 @@ class StoreTests:
                 await store.get("a/c")
             with pytest.raises(KeyError):
                 await store.get("a")  # a path with keys below it is not a value
+            with pytest.raises(KeyError):
+                await store.get("a", byte_range=(0, 1))
             with pytest.raises(KeyError):
                 await store.get("a/b/c")
             for key in ODD_KEYS:
@@ -920,6 +931,12 @@ class StoreTests:
             with pytest.raises(KeyError):
                 await store.set("x/y", b"2")  # a single write below a value
             assert await store.get("x") == b"1" and not await store.contains("x/y")
+            if self.supports_deletes and self.supports_listing:
+                await store.set_many({"c/d": b"1", "c/e/f": b"2"})
+                with pytest.raises(KeyError):
+                    await store.rename("c", "x/m")  # a move below a value moves nothing
+                assert await store.get_many(["c/d", "c/e/f", "x/m/d"]) == {"c/d": b"1", "c/e/f": b"2"}
+                await store.rmdir("c")
             # A value written where keys are below replaces them.
             await store.set_many({"d/e": b"1", "d/f/g": b"2", "h/i": b"3"})
             await store.set("d", b"3")
@@ -1011,7 +1028,8 @@ class StoreTests:
         self._need("supports_listing")
         store = self._open_sync()
         assert len(store) == 0 and list(store) == [] and "a" not in store
-        store["a"] = b"1"
+        store["a"] = b"0"
+        store["a"] = b"1"  # overwritten: still one key
         store["b/c"] = bytearray(b"22")
         store["n"] = np.array([1, 2], dtype="u1")
         assert store["a"] == b"1" and store["b/c"] == b"22" and store["n"] == b"\x01\x02"

@@ -41,7 +41,7 @@ def known_bug(name: str, reason: str) -> Callable[..., Any]:
         def test(self: StoreTests) -> None:
             inherited(self)
 
-    marked: Callable[..., Any] = pytest.mark.xfail(strict=True, reason=reason)(test)
+    marked: Callable[..., Any] = pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)(test)
     return marked
 
 
