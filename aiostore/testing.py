@@ -28,6 +28,7 @@ from __future__ import annotations
 import array
 import functools
 import pickle
+import re
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator
 from pathlib import Path
@@ -459,10 +460,9 @@ class StoreTests:
                 if self.supports_deletes:
                     calls["delete"] = functools.partial(store.delete, key)
                     calls["delete_many"] = functools.partial(store.delete_many, ["a/b", key])
-                for name, call in calls.items():
-                    with pytest.raises(ValueError, match="invalid key") as info:
-                        await call()
-                    assert not isinstance(info.value, ClosedStoreError), (name, key)
+                for call in calls.values():
+                    with pytest.raises(ValueError, match=re.escape(f"invalid key {key!r}")):
+                        await call()  # the error names the key
             with pytest.raises(TypeError):
                 await store.set(3, b"x")  # type: ignore[arg-type]
             not_str: Any = {"good": b"x", 3: b"y"}
@@ -668,8 +668,7 @@ class StoreTests:
             with pytest.raises(KeyError):
                 await store.rename("a/b/x/z", "elsewhere")
             assert await store.get_many(list(data)) == data
-            if self.supports_listing:
-                assert await _keys(store) == sorted(data)
+            assert await _keys(store) == sorted(data)
 
     @_anyio
     async def test_rename_refuses_root_and_into_itself(self, anyio_backend: str) -> None:
