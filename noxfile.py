@@ -76,7 +76,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("-e", ".", "mypy", "trio")
+    session.install("-e", ".", "mypy", "trio", "pytest>=8")
     session.run("mypy", "--strict", "aiostore")
 
 

@@ -3,7 +3,9 @@
 Blocks written as doctests (``>>>``) have their printed output checked; others are
 executed. Blocks that import zarr run in the zarr 2 / zarr 3 sessions (see
 ``tests/zarr2/test_readme_zarr2.py`` and ``tests/zarr3/test_readme_zarr3.py``, which
-reuse the helpers here); this file runs the rest, which need only aiostore.
+reuse the helpers here); this file runs the rest, which need only aiostore. The
+"Testing a backend" block is also run the way the README says: pytest on a module
+holding it and the README's ``TinyStore``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import doctest
 import pathlib
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -69,6 +73,37 @@ def run_block(block: Block) -> None:
 def test_core_block(block: Block, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     run_block(block)
+
+
+def test_the_readme_backend_passes_the_conformance_suite(tmp_path: pathlib.Path) -> None:
+    # The "Testing a backend" block, run as the README says: pytest on a module that
+    # holds it and the TinyStore of the block before it.
+    blocks = readme_blocks("python")
+    [tiny] = [b for b in blocks if "class TinyStore(Store)" in b.code]
+    [suite] = [b for b in blocks if "StoreTests" in b.code]
+    assert not suite.code.lstrip().startswith(">>>")  # a module, not a doctest
+    definitions = [
+        example.source
+        for example in doctest.DocTestParser().get_examples(tiny.code)
+        if example.source.startswith(("import ", "from ", "class "))
+    ]
+    assert any(source.startswith("class TinyStore") for source in definitions)
+    module = tmp_path / "test_tinystore.py"
+    module.write_text("\n".join([*definitions, suite.code]), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", module.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    passed = int(re.search(r"(\d+) passed", summary).group(1))  # type: ignore[union-attr]
+    assert passed >= 60 and "failed" not in summary and "error" not in summary, summary
+    for backend in ("asyncio", "trio"):
+        assert re.search(rf"::test_get_and_set\[{backend}\] PASSED", result.stdout), backend
+    assert re.search(r"::test_sync_mutable_mapping PASSED", result.stdout)
 
 
 def test_every_python_block_is_run_somewhere() -> None:
