@@ -39,9 +39,9 @@ import anyio.lowlevel
 import numpy as np
 import pytest
 
-from .abc import Store
-from .errors import BatchWriteError, ClosedStoreError, ReadOnlyError
-from .sync import SyncStore
+from aiostore.abc import BufferLike, Store
+from aiostore.errors import BatchWriteError, ClosedStoreError, ReadOnlyError
+from aiostore.sync import SyncStore
 
 __all__ = ["StoreTests"]
 
@@ -238,7 +238,7 @@ class StoreTests:
         """
         raise NotImplementedError(f"{type(self).__name__} must implement open_store()")
 
-    def open_store_sync(self, **kwargs: Any) -> SyncStore:
+    def open_store_sync(self, **kwargs: Any) -> SyncStore[Store]:
         """Open the store for the sync tests, which run with no event loop.
 
         The default wraps what :meth:`open_store` returns (run with
@@ -287,7 +287,7 @@ class StoreTests:
         assert view.read_only
         return view
 
-    def _open_sync(self, **kwargs: Any) -> SyncStore:
+    def _open_sync(self, **kwargs: Any) -> SyncStore[Store]:
         store = self.open_store_sync(**kwargs)
         assert isinstance(store, SyncStore), f"open_store_sync() returned {type(store).__name__}"
         self._opened.append(store.async_store)
@@ -396,8 +396,8 @@ class StoreTests:
     async def test_every_bytes_like_value_is_stored_as_its_bytes(self, anyio_backend: str) -> None:
         async with await self._open() as store:
             for kind, make in BYTES_LIKE.items():
-                await store.set(f"one/{kind}", make())
-            await store.set_many({f"many/{kind}": make() for kind, make in BYTES_LIKE.items()})
+                await store.set(f"one/{kind}", make())  # type: ignore[arg-type]  # each kind is bytes-like
+            await store.set_many({f"many/{kind}": make() for kind, make in BYTES_LIKE.items()})  # type: ignore[arg-type]
             stored = await store.get_many([f"{how}/{kind}" for how in ("one", "many") for kind in BYTES_LIKE])
             wrong = {key: value for key, value in stored.items() if value != b"\x01\x02\x03\x04"}
             assert len(stored) == 2 * len(BYTES_LIKE) and not wrong, wrong
@@ -412,7 +412,8 @@ class StoreTests:
         async with await self._open() as store:
             buf = bytearray(b"abc")
             arr = np.array([1, 2], dtype="u1")
-            await store.set_many({"buf": buf, "arr": arr})
+            values: dict[str, BufferLike] = {"buf": buf, "arr": arr}
+            await store.set_many(values)
             await store.set("one", buf)
             buf[0] = ord("X")
             arr[0] = 99
@@ -428,9 +429,9 @@ class StoreTests:
             await store.set("good1", b"old")
             for kind, make in NOT_BYTES_LIKE.items():
                 with pytest.raises(TypeError, match="'k'"):
-                    await store.set("k", make())
+                    await store.set("k", make())  # type: ignore[arg-type]  # the point of the test
                 with pytest.raises(TypeError, match="'bad'"):
-                    await store.set_many({"good1": b"new", "bad": make(), "good2": b"y"})
+                    await store.set_many({"good1": b"new", "bad": make(), "good2": b"y"})  # type: ignore[arg-type]
                 assert await store.get_many(["good1", "good2", "k", "bad"]) == {"good1": b"old"}, kind
 
     @_anyio
@@ -1048,9 +1049,9 @@ class StoreTests:
         with pytest.raises(KeyError):
             store["missing"]
         with pytest.raises(TypeError):
-            store["x"] = [1, 2, 3]
+            store["x"] = [1, 2, 3]  # type: ignore[assignment]  # the point of the test
         with pytest.raises(TypeError):
-            store["x"] = "text"
+            store["x"] = "text"  # type: ignore[assignment]
         with pytest.raises(ValueError, match="invalid key"):
             store["../x"] = b"x"
         with pytest.raises(ValueError, match="invalid key"):

@@ -9,9 +9,6 @@ parameters), not just on ``SyncStore(async_store)``.
 from __future__ import annotations
 
 import dbm.dumb
-import functools
-import inspect
-from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -23,44 +20,6 @@ import aiostore.sync
 from aiostore import Store
 from aiostore.sync import SyncStore
 from aiostore.testing import StoreTests
-
-
-def known_bug(name: str, reason: str) -> Callable[..., Any]:
-    """The inherited test ``name``, marked ``xfail(strict=True)`` for one backend only."""
-    inherited = getattr(StoreTests, name)
-    if inspect.iscoroutinefunction(inherited):
-
-        @functools.wraps(inherited)
-        async def test(self: StoreTests, anyio_backend: str) -> None:
-            await inherited(self, anyio_backend)
-
-        test = pytest.mark.anyio(test)
-    else:
-
-        @functools.wraps(inherited)
-        def test(self: StoreTests) -> None:
-            inherited(self)
-
-    marked: Callable[..., Any] = pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)(test)
-    return marked
-
-
-# The aiostore bugs the suite finds; each is marked on the backends it affects.
-LOSES_A_KEY_OF_THE_BATCH = (
-    "aiostore bug: set_many({'x/y': b'2', 'x': b'1', ...}) raises no BatchWriteError, yet 'x' replaced "
-    "the directory that 'x/y' of the same batch was written to: get('x/y') then raises KeyError "
-    "(README: every key not in BatchWriteError.failed is fully written)"
-)
-CACHE_ANSWERS_A_LOST_KEY = (
-    "aiostore bug: LRUStoreCache.set_many caches every key of a batch the store accepted, so after "
-    "set_many({'x/y': b'2', 'x': b'1', ...}) the cache answers get('x/y') == b'2' and contains('x/y') "
-    "is True while the store, read afresh, holds no 'x/y' (that the store itself loses 'x/y' is "
-    "the MemoryStore/DirectoryStore bug)"
-)
-LMDB_LISTDIR_TWICE = (
-    "aiostore bug: LMDBStore.listdir names a child twice when it is both a key and a path: with 'x', "
-    "'x/y', 'xa' and 'z' stored, listdir() == ['x', 'x', 'xa', 'z'] instead of ['x', 'xa', 'z']"
-)
 
 
 class BackendTests(StoreTests):
@@ -88,9 +47,6 @@ class BackendTests(StoreTests):
 
 class TestMemoryStore(BackendTests):
     values_are_leaves = True
-    test_set_many_writes_every_key_it_does_not_report = known_bug(
-        "test_set_many_writes_every_key_it_does_not_report", LOSES_A_KEY_OF_THE_BATCH
-    )
 
     def build(self, stores: ModuleType, read_only: bool = False) -> Any:
         return stores.MemoryStore(self.root, read_only=read_only)
@@ -103,9 +59,6 @@ class TestMappingStore(BackendTests):
 
 class TestDirectoryStore(BackendTests):
     values_are_leaves = True
-    test_set_many_writes_every_key_it_does_not_report = known_bug(
-        "test_set_many_writes_every_key_it_does_not_report", LOSES_A_KEY_OF_THE_BATCH
-    )
 
     def build(self, stores: ModuleType, read_only: bool = False) -> Any:
         return stores.DirectoryStore(self.tmp_path / "data.zarr", read_only=read_only)
@@ -113,9 +66,6 @@ class TestDirectoryStore(BackendTests):
 
 class TestNestedDirectoryStore(BackendTests):
     values_are_leaves = True
-    test_set_many_writes_every_key_it_does_not_report = known_bug(
-        "test_set_many_writes_every_key_it_does_not_report", LOSES_A_KEY_OF_THE_BATCH
-    )
 
     def build(self, stores: ModuleType, read_only: bool = False) -> Any:
         return stores.NestedDirectoryStore(self.tmp_path / "data.zarr", read_only=read_only)
@@ -126,9 +76,6 @@ class TestTempStore(BackendTests):
 
     values_are_leaves = True
     can_reopen = False  # its directory is removed when it is closed
-    test_set_many_writes_every_key_it_does_not_report = known_bug(
-        "test_set_many_writes_every_key_it_does_not_report", LOSES_A_KEY_OF_THE_BATCH
-    )
 
     def build(self, stores: ModuleType, read_only: bool = False) -> Any:
         path = self.__dict__.get("_path")
@@ -165,19 +112,12 @@ class TestDBMStore(BackendTests):
 
 
 class TestLMDBStore(BackendTests):
-    test_a_name_that_is_a_key_and_a_path = known_bug(
-        "test_a_name_that_is_a_key_and_a_path", LMDB_LISTDIR_TWICE
-    )
-
     def build(self, stores: ModuleType, read_only: bool = False) -> Any:
         return stores.LMDBStore(self.tmp_path / "data.mdb", read_only=read_only)
 
 
 class TestLRUStoreCacheOverMemory(BackendTests):
     values_are_leaves = True
-    test_set_many_writes_every_key_it_does_not_report = known_bug(
-        "test_set_many_writes_every_key_it_does_not_report", CACHE_ANSWERS_A_LOST_KEY
-    )
 
     def build(self, stores: ModuleType, read_only: bool = False) -> Any:
         return stores.LRUStoreCache(aiostore.MemoryStore(self.root, read_only=read_only), max_size=2**20)
@@ -187,9 +127,6 @@ class TestLRUStoreCacheOverDirectory(BackendTests):
     """A small cache (1 KiB), so that values are evicted and large ones never cached."""
 
     values_are_leaves = True
-    test_set_many_writes_every_key_it_does_not_report = known_bug(
-        "test_set_many_writes_every_key_it_does_not_report", CACHE_ANSWERS_A_LOST_KEY
-    )
 
     def build(self, stores: ModuleType, read_only: bool = False) -> Any:
         inner = aiostore.DirectoryStore(self.tmp_path / "data.zarr", read_only=read_only)

@@ -18,7 +18,7 @@ from aiostore._protocol.checks import (
     check_writable,
     child_name,
 )
-from aiostore._protocol.store import Store, check_rename
+from aiostore._protocol.store import Store, also_failed, check_rename
 from aiostore._runtime.coalesce import GetCoalescer
 from aiostore._runtime.offload import offload, offload_batch
 from aiostore.errors import BatchWriteError
@@ -350,8 +350,10 @@ class BlockingStore(Store):
         """Blocking :meth:`~Store.set_many`."""
         check_writable(self)
         items = self.check_items(mapping)
-        if items:
-            self._set_blocking(items)
+        items, conflicts = self.without_conflicts(items)
+        with also_failed(conflicts):
+            if items:
+                self._set_blocking(items)
 
     def delete_sync(self, key: str) -> None:
         """Blocking :meth:`~Store.delete`."""

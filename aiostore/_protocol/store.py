@@ -6,6 +6,7 @@ Re-exported by :mod:`aiostore.abc`, where the protocol is described.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import ClassVar
@@ -26,7 +27,7 @@ from aiostore._runtime.portal import run_on_portal
 from aiostore.errors import BatchWriteError
 from aiostore.keys import check_key_collection, normalize_key, normalize_keys, normalize_path, parent_prefix
 
-__all__ = ["Store", "check_rename", "collect"]
+__all__ = ["Store", "also_failed", "check_rename", "collect"]
 
 
 def check_rename(src_path: object, dst_path: object, src: str, dst: str) -> bool:
@@ -46,6 +47,20 @@ def check_rename(src_path: object, dst_path: object, src: str, dst: str) -> bool
     if dst.startswith(src + "/"):
         raise ValueError(f"cannot rename {src_path!r} into itself ({dst_path!r})")
     return True
+
+
+@contextlib.contextmanager
+def also_failed(failed: dict[str, BaseException]) -> Iterator[None]:
+    """Report ``failed`` keys in the :class:`~aiostore.BatchWriteError` of the batch
+    write inside the block, or in one of their own if it succeeds."""
+    try:
+        yield
+    except BatchWriteError as exc:
+        if not failed:
+            raise
+        raise BatchWriteError({**exc.failed, **failed}) from None
+    if failed:
+        raise BatchWriteError(failed)
 
 
 async def collect(keys: AsyncIterator[str]) -> list[str]:
@@ -127,6 +142,9 @@ class Store(abc.ABC):
     supports_deletes: ClassVar[bool] = True
     #: Whether keys can be listed.
     supports_listing: ClassVar[bool] = True
+    #: Whether a name holds a value or other keys, never both (memory and
+    #: directory stores): a batch writing "x" and "x/y" then fails "x/y".
+    hierarchical: ClassVar[bool] = False
     #: Whether the ``*_sync`` methods do their work without an event loop (a
     #: blocking backend's do; a natively async store's run on the background loop).
     supports_sync_io: ClassVar[bool] = False
@@ -204,6 +222,37 @@ class Store(abc.ABC):
             k = self.check_key(key)
             items[k] = as_buffer(value, k)
         return list(items.items())
+
+    def without_conflicts(
+        self, items: list[tuple[str, Buffer]]
+    ) -> tuple[list[tuple[str, Buffer]], dict[str, BaseException]]:
+        """Split off, in a :attr:`hierarchical` store, the keys of a batch that
+        another key of the same batch would hold a value above ("x/y" when "x"
+        is written too), with their errors: such a key could not stay written,
+        whatever the order the batch is written in.
+
+        >>> from aiostore import MemoryStore
+        >>> items, conflicts = MemoryStore().without_conflicts([("x/y", b"2"), ("x", b"1")])
+        >>> items, sorted(conflicts)
+        ([('x', b'1')], ['x/y'])
+        """
+        if not self.hierarchical:
+            return items, {}
+        keys = {key for key, _ in items}
+        conflicts: dict[str, BaseException] = {}
+        for key, _ in items:
+            cut = key.rfind("/")
+            while cut > 0:
+                if key[:cut] in keys:
+                    conflicts[key] = KeyError(
+                        f"cannot store {key!r}: {key[:cut]!r} is written in the same batch, "
+                        "and a name holds a value or other keys, never both"
+                    )
+                    break
+                cut = key.rfind("/", 0, cut)
+        if conflicts:
+            items = [(key, value) for key, value in items if key not in conflicts]
+        return items, conflicts
 
     # -- hooks: a natively async backend writes these ------------------------
     @abc.abstractmethod
@@ -351,8 +400,10 @@ class Store(abc.ABC):
         """
         check_writable(self)
         items = self.check_items(mapping)
-        if items:
-            await self._set_many(items)
+        items, conflicts = self.without_conflicts(items)
+        with also_failed(conflicts):
+            if items:
+                await self._set_many(items)
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; :class:`KeyError` if it is missing."""

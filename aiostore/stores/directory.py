@@ -158,6 +158,9 @@ class DirectoryStore(BlockingStore):
     >>> import shutil; shutil.rmtree(root)
     """
 
+    #: A name is a file or a directory, never both.
+    hierarchical = True
+
     def __init__(
         self,
         path: str | os.PathLike[str],

@@ -304,7 +304,8 @@ class LMDBStore(BlockingStore):
         cut = len(prefix)
 
         def scan(txn: lmdb.Transaction[Any]) -> list[str]:
-            names: list[str] = []
+            # A dict as an ordered set: a name can be a key and a "directory" at once.
+            names: dict[str, None] = {}
             cursor = txn.cursor()
             found = cursor.set_range(prefix)
             while found:
@@ -313,13 +314,13 @@ class LMDBStore(BlockingStore):
                     break
                 slash = key.find(b"/", cut)
                 if slash < 0:
-                    names.append(_decode(key[cut:]))
+                    names[_decode(key[cut:])] = None
                     found = cursor.next()
                 else:
                     # A "directory": name it once and jump past its subtree.
-                    names.append(_decode(key[cut:slash]))
+                    names[_decode(key[cut:slash])] = None
                     found = cursor.set_range(_after(key[:slash]))
-            return names
+            return list(names)
 
         return self._read(scan)
 

@@ -54,6 +54,7 @@ class MemoryStore(BlockingStore):
 
     #: Memory work is cheaper than any thread hop: it runs in the calling thread.
     resource = None
+    hierarchical = True
 
     def __init__(
         self,
