@@ -7,9 +7,9 @@ a static reading misses and turns Sphinx markup into Markdown:
 - ``#:`` comments above an attribute become its docstring (as Sphinx reads them);
 - a public alias such as ``DictStore = MemoryStore`` with no comment is documented
   as another name for its target;
-- the sync twins in ``aiostore.sync`` -- classes whose ``__init__`` is
-  ``_twin(AsyncClass)`` and functions made by ``_hierarchy_twin(fn, doc)`` -- get
-  the parameters of what they wrap, and the functions their docstrings;
+- the sync twins of the hierarchy functions in ``aiostore.sync`` -- made by
+  ``_hierarchy_twin(fn, doc)`` -- get the parameters of what they wrap and their
+  docstrings;
 - roles such as ``:class:`Store``` become cross-references (code if the target is
   private, built-in or in another package), bare ``>>>`` blocks become ``pycon``
   code blocks, and an ``::`` literal block becomes a ``python`` one.
@@ -59,9 +59,7 @@ class AiostoreDocs(griffe.Extension):
         value = getattr(node, "value", None)
         if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)):
             return
-        if value.func.id == "_twin" and attr.name == "__init__" and attr.parent is not None:
-            self._twins.append((attr.parent, attr.name, value))
-        elif value.func.id == "_hierarchy_twin" and attr.parent is not None:
+        if value.func.id == "_hierarchy_twin" and attr.parent is not None:
             self._twins.append((attr.parent, attr.name, value))
 
     # -- once the package is loaded -----------------------------------------------------
@@ -90,26 +88,19 @@ class AiostoreDocs(griffe.Extension):
     def _replace_twin(
         self, parent: griffe.Object, name: str, call: ast.Call, loader: griffe.GriffeLoader
     ) -> None:
-        """Make ``name = _twin(...)`` / ``_hierarchy_twin(...)`` the function it makes."""
+        """Make ``name = _hierarchy_twin(fn, doc)`` the function it makes."""
         old = parent.members[name]
         try:
             wrapped = _lookup(loader, _resolve(parent, ast.unparse(call.args[0])))
         except (griffe.NameResolutionError, KeyError, griffe.AliasResolutionError):
             wrapped = None
-        if ast.unparse(call.func) == "_twin":
-            init = wrapped.all_members.get("__init__") if isinstance(wrapped, griffe.Class) else None
-            if init is None:
-                logger.warning("griffe_aiostore: %s: cannot find the class it wraps", old.path)
-                return
-            func = griffe.Function(name, lineno=old.lineno, parameters=griffe.Parameters(*init.parameters))
-        else:
-            if not isinstance(wrapped, griffe.Function):
-                logger.warning("griffe_aiostore: %s: cannot find the function it wraps", old.path)
-                return
-            params = griffe.Parameters(*wrapped.parameters)
-            func = griffe.Function(name, lineno=old.lineno, parameters=params, returns=wrapped.returns)
-            if len(call.args) > 1:
-                func.docstring = _docstring(inspect.cleandoc(ast.literal_eval(call.args[1])), func, loader)
+        if not isinstance(wrapped, griffe.Function):
+            logger.warning("griffe_aiostore: %s: cannot find the function it wraps", old.path)
+            return
+        params = griffe.Parameters(*wrapped.parameters)
+        func = griffe.Function(name, lineno=old.lineno, parameters=params, returns=wrapped.returns)
+        if len(call.args) > 1:
+            func.docstring = _docstring(inspect.cleandoc(ast.literal_eval(call.args[1])), func, loader)
         func.endlineno = old.endlineno
         parent.set_member(name, func)
 
