@@ -42,19 +42,24 @@ from aiostore._protocol.checks import (
     BufferLike,
     ByteRange,
     Request,
+    also_failed,
     as_buffer,
     check_byte_range,
     check_open,
+    check_rename,
     check_writable,
     child_name,
     closing_scope,
+    collect,
     slice_byte_range,
+    split_conflicts,
 )
-from aiostore._protocol.store import Store, check_rename, collect
+from aiostore._protocol.store import Store
 
 __all__ = [
     "Store",
     "BlockingStore",
+    "also_failed",
     "Buffer",
     "BufferLike",
     "ByteRange",
@@ -68,4 +73,5 @@ __all__ = [
     "closing_scope",
     "collect",
     "slice_byte_range",
+    "split_conflicts",
 ]

@@ -13,12 +13,14 @@ from aiostore._protocol.checks import (
     BufferLike,
     ByteRange,
     Request,
+    also_failed,
     check_byte_range,
     check_open,
+    check_rename,
     check_writable,
     child_name,
 )
-from aiostore._protocol.store import Store, also_failed, check_rename
+from aiostore._protocol.store import Store
 from aiostore._runtime.coalesce import GetCoalescer
 from aiostore._runtime.offload import offload, offload_batch
 from aiostore.errors import BatchWriteError

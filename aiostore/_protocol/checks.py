@@ -9,13 +9,14 @@ flat byte buffers. Re-exported by :mod:`aiostore.abc`.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import anyio
 import numpy as np
 import sniffio
 
-from aiostore.errors import ClosedStoreError, ReadOnlyError
+from aiostore.errors import BatchWriteError, ClosedStoreError, ReadOnlyError
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer as _BufferProtocol
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from aiostore._protocol.store import Store
 
 __all__ = [
+    "also_failed",
+    "check_rename",
+    "collect",
     "Buffer",
     "BufferLike",
     "ByteRange",
@@ -34,6 +38,7 @@ __all__ = [
     "child_name",
     "closing_scope",
     "slice_byte_range",
+    "split_conflicts",
 ]
 
 #: What a value may be when it is stored: anything with the buffer protocol
@@ -187,3 +192,71 @@ def child_name(prefix: str, key: str) -> str:
     'b'
     """
     return key[len(prefix) :].split("/", 1)[0]
+
+
+def check_rename(src_path: object, dst_path: object, src: str, dst: str) -> bool:
+    """Refuse a rename of the root or into itself; False if there is nothing to do.
+
+    ``src``/``dst`` are the normalized forms of ``src_path``/``dst_path``.
+
+    >>> check_rename("a", "a/b", "a", "a/b")
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot rename 'a' into itself ('a/b')
+    """
+    if not src or not dst:
+        raise ValueError(f"cannot rename the store root ({src_path!r} -> {dst_path!r})")
+    if src == dst:
+        return False
+    if dst.startswith(src + "/"):
+        raise ValueError(f"cannot rename {src_path!r} into itself ({dst_path!r})")
+    return True
+
+
+@contextlib.contextmanager
+def also_failed(failed: dict[str, BaseException]) -> Iterator[None]:
+    """Report ``failed`` keys in the :class:`~aiostore.BatchWriteError` of the batch
+    write inside the block, or in one of their own if it succeeds."""
+    try:
+        yield
+    except BatchWriteError as exc:
+        if not failed:
+            raise
+        raise BatchWriteError({**exc.failed, **failed}) from None
+    if failed:
+        raise BatchWriteError(failed)
+
+
+async def collect(keys: AsyncIterator[str]) -> list[str]:
+    """Every key of an async iterator, as a list."""
+    return [key async for key in keys]
+
+
+def split_conflicts(
+    items: list[tuple[str, Buffer]],
+) -> tuple[list[tuple[str, Buffer]], dict[str, BaseException]]:
+    """Split off the keys of a batch that another key of the same batch would
+    hold a value above ("x/y" when "x" is written too), with their errors.
+
+    In a store where a name holds a value or other keys, never both, such a key
+    could not stay written, whatever the order the batch is written in.
+
+    >>> items, conflicts = split_conflicts([("x/y", b"2"), ("x", b"1")])
+    >>> items, sorted(conflicts)
+    ([('x', b'1')], ['x/y'])
+    """
+    keys = {key for key, _ in items}
+    conflicts: dict[str, BaseException] = {}
+    for key, _ in items:
+        cut = key.rfind("/")
+        while cut > 0:
+            if key[:cut] in keys:
+                conflicts[key] = KeyError(
+                    f"cannot store {key!r}: {key[:cut]!r} is written in the same batch, "
+                    "and a name holds a value or other keys, never both"
+                )
+                break
+            cut = key.rfind("/", 0, cut)
+    if conflicts:
+        items = [(key, value) for key, value in items if key not in conflicts]
+    return items, conflicts

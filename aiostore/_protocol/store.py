@@ -5,8 +5,6 @@ Re-exported by :mod:`aiostore.abc`, where the protocol is described.
 
 from __future__ import annotations
 
-import abc
-import contextlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import ClassVar
@@ -15,60 +13,24 @@ from aiostore._protocol.checks import (
     Buffer,
     BufferLike,
     ByteRange,
-    Request,
+    also_failed,
     as_buffer,
     check_byte_range,
     check_open,
+    check_rename,
     check_writable,
-    child_name,
     closing_scope,
+    collect,
+    split_conflicts,
 )
+from aiostore._protocol.hooks import StoreHooks
 from aiostore._runtime.portal import run_on_portal
-from aiostore.errors import BatchWriteError
-from aiostore.keys import check_key_collection, normalize_key, normalize_keys, normalize_path, parent_prefix
+from aiostore.keys import check_key_collection, normalize_key, normalize_keys, normalize_path
 
-__all__ = ["Store", "also_failed", "check_rename", "collect"]
-
-
-def check_rename(src_path: object, dst_path: object, src: str, dst: str) -> bool:
-    """Refuse a rename of the root or into itself; False if there is nothing to do.
-
-    ``src``/``dst`` are the normalized forms of ``src_path``/``dst_path``.
-
-    >>> check_rename("a", "a/b", "a", "a/b")
-    Traceback (most recent call last):
-    ...
-    ValueError: cannot rename 'a' into itself ('a/b')
-    """
-    if not src or not dst:
-        raise ValueError(f"cannot rename the store root ({src_path!r} -> {dst_path!r})")
-    if src == dst:
-        return False
-    if dst.startswith(src + "/"):
-        raise ValueError(f"cannot rename {src_path!r} into itself ({dst_path!r})")
-    return True
+__all__ = ["Store"]
 
 
-@contextlib.contextmanager
-def also_failed(failed: dict[str, BaseException]) -> Iterator[None]:
-    """Report ``failed`` keys in the :class:`~aiostore.BatchWriteError` of the batch
-    write inside the block, or in one of their own if it succeeds."""
-    try:
-        yield
-    except BatchWriteError as exc:
-        if not failed:
-            raise
-        raise BatchWriteError({**exc.failed, **failed}) from None
-    if failed:
-        raise BatchWriteError(failed)
-
-
-async def collect(keys: AsyncIterator[str]) -> list[str]:
-    """Every key of an async iterator, as a list."""
-    return [key async for key in keys]
-
-
-class Store(abc.ABC):
+class Store(StoreHooks):
     """The store protocol, and the base class of a natively async backend.
 
     Every aiostore store is a ``Store``. Its public methods -- async, and a
@@ -226,127 +188,10 @@ class Store(abc.ABC):
     def without_conflicts(
         self, items: list[tuple[str, Buffer]]
     ) -> tuple[list[tuple[str, Buffer]], dict[str, BaseException]]:
-        """Split off, in a :attr:`hierarchical` store, the keys of a batch that
-        another key of the same batch would hold a value above ("x/y" when "x"
-        is written too), with their errors: such a key could not stay written,
-        whatever the order the batch is written in.
-
-        >>> from aiostore import MemoryStore
-        >>> items, conflicts = MemoryStore().without_conflicts([("x/y", b"2"), ("x", b"1")])
-        >>> items, sorted(conflicts)
-        ([('x', b'1')], ['x/y'])
-        """
-        if not self.hierarchical:
-            return items, {}
-        keys = {key for key, _ in items}
-        conflicts: dict[str, BaseException] = {}
-        for key, _ in items:
-            cut = key.rfind("/")
-            while cut > 0:
-                if key[:cut] in keys:
-                    conflicts[key] = KeyError(
-                        f"cannot store {key!r}: {key[:cut]!r} is written in the same batch, "
-                        "and a name holds a value or other keys, never both"
-                    )
-                    break
-                cut = key.rfind("/", 0, cut)
-        if conflicts:
-            items = [(key, value) for key, value in items if key not in conflicts]
-        return items, conflicts
-
-    # -- hooks: a natively async backend writes these ------------------------
-    @abc.abstractmethod
-    async def _get(self, key: str, byte_range: ByteRange | None) -> bytes:
-        """Return the value (or the byte range of it); ``KeyError`` if missing."""
-
-    @abc.abstractmethod
-    async def _set(self, key: str, value: Buffer) -> None:
-        """Store ``value`` under ``key``, replacing it atomically."""
-
-    @abc.abstractmethod
-    async def _delete(self, key: str) -> None:
-        """Remove ``key``; ``KeyError`` if missing."""
-
-    @abc.abstractmethod
-    async def _contains(self, key: str) -> bool:
-        """Return whether ``key`` holds a value."""
-
-    @abc.abstractmethod
-    def _list(self, prefix: str) -> AsyncIterator[str]:
-        """Yield every key that starts with ``prefix`` (a plain string prefix)."""
-
-    # -- hooks with fallbacks: override to be faster ---------------------------
-    async def _get_many(self, keys: list[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
-        for key in keys:
-            try:
-                found[key] = await self._get(key, None)
-            except KeyError:
-                pass
-        return found
-
-    async def _get_ranges(self, requests: list[Request]) -> list[bytes | None]:
-        values: list[bytes | None] = []
-        for key, byte_range in requests:
-            try:
-                values.append(await self._get(key, byte_range))
-            except KeyError:
-                values.append(None)
-        return values
-
-    async def _set_many(self, items: list[tuple[str, Buffer]]) -> None:
-        failed: dict[str, BaseException] = {}
-        for key, value in items:
-            try:
-                await self._set(key, value)
-            except Exception as exc:
-                failed[key] = exc
-        if failed:
-            raise BatchWriteError(failed)
-
-    async def _delete_many(self, keys: list[str]) -> None:
-        for key in keys:
-            try:
-                await self._delete(key)
-            except KeyError:
-                pass
-
-    async def _listdir(self, path: str) -> list[str]:
-        prefix = parent_prefix(path)
-        return sorted({child_name(prefix, key) async for key in self._list(prefix)})
-
-    async def _exists(self, path: str) -> bool:
-        """Whether a value is at ``path`` or anything below it."""
-        return await self._contains(path) or bool(await self._listdir(path))
-
-    async def _rmdir(self, path: str) -> None:
-        # zarr 2 semantics: only what is *below* path; rmdir of a plain key is a no-op.
-        await self._delete_many([k async for k in self._list(parent_prefix(path))])
-
-    async def _rename(self, src: str, dst: str) -> None:
-        keys = [k async for k in self._list(parent_prefix(src))]
-        if await self._contains(src):
-            keys.append(src)
-        values = await self._get_many(keys)
-        await self._set_many([(dst + k[len(src) :], v) for k, v in values.items()])
-        await self._delete_many(list(values))
-
-    async def _getsize(self, path: str) -> int:
-        if path and await self._contains(path):
-            return len(await self._get(path, None))
-        prefix = parent_prefix(path)
-        children = [k async for k in self._list(prefix) if "/" not in k[len(prefix) :]]
-        values = await self._get_many(children)
-        return sum(len(v) for v in values.values())
-
-    async def _clear(self) -> None:
-        await self._rmdir("")
-
-    async def _flush(self) -> None:
-        return None
-
-    async def _close(self) -> None:
-        return None
+        """Split off the keys of a batch that another key of the same batch would
+        hold a value above, in a :attr:`hierarchical` store (see
+        :func:`~aiostore.abc.split_conflicts`); the rest, and those with their errors."""
+        return split_conflicts(items) if self.hierarchical else (items, {})
 
     # -- the public async API ----------------------------------------------------
     async def get(self, key: str, byte_range: ByteRange | None = None) -> bytes:
@@ -519,7 +364,9 @@ class Store(abc.ABC):
         """Blocking :meth:`set`."""
         run_on_portal(self.set(key, value))
 
-    def set_many_sync(self, mapping: Mapping[str, BufferLike] | Iterable[tuple[str, BufferLike]]) -> None:
+    def set_many_sync(
+        self: Store, mapping: Mapping[str, BufferLike] | Iterable[tuple[str, BufferLike]]
+    ) -> None:
         """Blocking :meth:`set_many`."""
         run_on_portal(self.set_many(mapping))
 
