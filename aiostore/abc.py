@@ -54,6 +54,7 @@ from aiostore._protocol.checks import (
     slice_byte_range,
     split_conflicts,
 )
+from aiostore._protocol.each import delete_each, read_each, write_each
 from aiostore._protocol.store import Store
 
 __all__ = [
@@ -72,6 +73,9 @@ __all__ = [
     "child_name",
     "closing_scope",
     "collect",
+    "delete_each",
+    "read_each",
+    "write_each",
     "slice_byte_range",
     "split_conflicts",
 ]

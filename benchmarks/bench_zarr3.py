@@ -68,14 +68,14 @@ def _have_zarr3() -> bool:
 @contextlib.contextmanager
 def _anyio_hops() -> Iterator[None]:
     """ZarrStore with its asyncio executor hops switched off."""
-    import aiostore.zarr3
+    import aiostore.zarr3._store as adapter
 
-    original = aiostore.zarr3.fast_hops
-    aiostore.zarr3.fast_hops = contextlib.nullcontext  # type: ignore[assignment]
+    original = adapter.fast_hops
+    adapter.fast_hops = contextlib.nullcontext  # type: ignore[assignment]
     try:
         yield
     finally:
-        aiostore.zarr3.fast_hops = original
+        adapter.fast_hops = original
 
 
 class Way:

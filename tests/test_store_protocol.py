@@ -421,3 +421,24 @@ def test_dimension_separator_is_checked() -> None:
     assert MemoryStore().dimension_separator is None
     with pytest.raises(ValueError, match="dimension_separator"):
         MemoryStore(dimension_separator=":")
+
+
+@pytest.mark.parametrize("collection", ["ab", b"ab"])
+async def test_a_string_is_not_a_collection_of_keys(store: Store, collection: Any) -> None:
+    await store.set_many({"a": b"1", "b": b"2"})
+    with pytest.raises(TypeError, match="collection of str keys"):
+        await store.get_many(collection)
+    with pytest.raises(TypeError, match="collection of str keys"):
+        await store.delete_many(collection)
+    with pytest.raises(TypeError, match="collection of str keys"):
+        store.delete_many_sync(collection)
+    assert await store.get_many(["a", "b"]) == {"a": b"1", "b": b"2"}  # nothing deleted
+
+
+@pytest.mark.parametrize(("key", "shown"), [(5, "int: 5"), (b"a", "bytes: b'a'"), (None, "NoneType: None")])
+async def test_every_non_str_key_gets_one_message(store: Store, key: Any, shown: str) -> None:
+    for call in (store.get(key), store.set(key, b"1"), store.contains(key), store.get_many([key])):
+        with pytest.raises(TypeError, match=f"^key must be str, not {shown}$"):
+            await call
+    with pytest.raises(TypeError, match=f"^key must be str, not {shown}$"):
+        store.get_sync(key)

@@ -464,3 +464,14 @@ def test_portal_does_not_block_interpreter_exit() -> None:
     script = "import asyncio, aiostore._runtime.portal as p; p.run_on_portal(asyncio.sleep(0)); print('done')"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "done", result.stderr
+
+
+def test_getitems_and_delitems_refuse_a_string_for_a_collection_of_keys() -> None:
+    store = aiostore.sync.MemoryStore()
+    store.setitems({"a": b"1", "b": b"2"})
+    for collection in ("ab", b"ab"):
+        with pytest.raises(TypeError, match="collection of str keys"):
+            store.getitems(collection, contexts={})  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="collection of str keys"):
+            store.delitems(collection)  # type: ignore[arg-type]
+    assert dict(store) == {"a": b"1", "b": b"2"}

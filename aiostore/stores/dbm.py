@@ -27,8 +27,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
-from aiostore.abc import BlockingStore, Buffer, Request, slice_byte_range
-from aiostore.errors import BatchWriteError, ClosedStoreError
+from aiostore.abc import BlockingStore, Buffer, Request, delete_each, read_each, write_each
+from aiostore.errors import ClosedStoreError
 from aiostore.keys import parent_prefix
 
 __all__ = ["DBMStore"]
@@ -145,40 +145,26 @@ class DBMStore(BlockingStore):
 
     # -- blocking hooks: one lock hold per batch ------------------------------
     def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
-        out: list[bytes | None] = []
         with self._lock:
             db = self._open_db()
-            for key, byte_range in requests:
-                try:
-                    value = _as_bytes(db[_encode(key)])
+
+            def read(key: str) -> bytes | None:
+                try:  # not db.get: not every dbm-style object has it
+                    return _as_bytes(db[_encode(key)])
                 except KeyError:
-                    out.append(None)
-                else:
-                    out.append(slice_byte_range(value, byte_range))
-        return out
+                    return None
+
+            return read_each(requests, read)
 
     def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
-        failed: dict[str, BaseException] = {}
         with self._lock:
             db = self._open_db()
-            for key, value in items:
-                try:
-                    db[_encode(key)] = bytes(value)
-                except Exception as exc:
-                    failed[key] = exc
-        if failed:
-            raise BatchWriteError(failed)
+            write_each(items, lambda key, value: db.__setitem__(_encode(key), bytes(value)))
 
     def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
-        missing: list[str] = []
         with self._lock:
             db = self._open_db()
-            for key in keys:
-                try:
-                    del db[_encode(key)]
-                except KeyError:
-                    missing.append(key)
-        return missing
+            return delete_each(keys, lambda key: db.__delitem__(_encode(key)))
 
     def _contains_blocking(self, key: str) -> bool:
         with self._lock:

@@ -30,6 +30,7 @@ How the files are handled, and why:
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import re
 import shutil
@@ -37,7 +38,7 @@ import stat
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from aiostore.abc import BlockingStore, Buffer, ByteRange, Request, Store
+from aiostore.abc import BlockingStore, Buffer, ByteRange, Request, Store, write_each
 from aiostore.errors import BatchWriteError
 from aiostore.keys import key_to_fs_path, normalize_path
 from aiostore.stores._fsops import MISSING as _MISSING
@@ -277,15 +278,12 @@ class DirectoryStore(BlockingStore):
 
     # -- writes ----------------------------------------------------------------
     def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
-        failed: dict[str, BaseException] = {}
-        batch = os.urandom(6).hex()  # unique per batch; the index makes it per key
-        for index, (key, value) in enumerate(items):
-            try:
-                write_atomically(self._fs_path(key), key, value, f"{batch}-{index}")
-            except Exception as exc:
-                failed[key] = exc
-        if failed:
-            raise BatchWriteError(failed)
+        batch = os.urandom(6).hex()  # unique per batch; a counter makes it per key
+        tokens = itertools.count()
+        write_each(
+            items,
+            lambda key, value: write_atomically(self._fs_path(key), key, value, f"{batch}-{next(tokens)}"),
+        )
 
     def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
         missing: list[str] = []

@@ -21,8 +21,7 @@ import threading
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any
 
-from aiostore.abc import BlockingStore, Buffer, Request, Store, slice_byte_range
-from aiostore.errors import BatchWriteError
+from aiostore.abc import BlockingStore, Buffer, Request, Store, delete_each, read_each, write_each
 
 __all__ = ["MappingStore", "as_store"]
 
@@ -59,39 +58,26 @@ class MappingStore(BlockingStore):
         self.mapping = mapping
         self._lock = threading.RLock()
 
+    def _value(self, key: str) -> bytes | None:
+        try:
+            return _to_bytes(self.mapping[key])
+        except KeyError:
+            return None
+
+    def _store_value(self, key: str, value: Buffer) -> None:
+        self.mapping[key] = bytes(value)
+
     def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
-        out: list[bytes | None] = []
         with self._lock:
-            mapping = self.mapping
-            for key, byte_range in requests:
-                try:
-                    value = _to_bytes(mapping[key])
-                except KeyError:
-                    out.append(None)
-                else:
-                    out.append(value if byte_range is None else slice_byte_range(value, byte_range))
-        return out
+            return read_each(requests, self._value)
 
     def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
-        failed: dict[str, BaseException] = {}
         with self._lock:
-            for key, value in items:
-                try:
-                    self.mapping[key] = bytes(value)
-                except Exception as exc:
-                    failed[key] = exc
-        if failed:
-            raise BatchWriteError(failed)
+            write_each(items, self._store_value)
 
     def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
-        missing: list[str] = []
         with self._lock:
-            for key in keys:
-                try:
-                    del self.mapping[key]
-                except KeyError:
-                    missing.append(key)
-        return missing
+            return delete_each(keys, self.mapping.__delitem__)
 
     def _contains_blocking(self, key: str) -> bool:
         with self._lock:

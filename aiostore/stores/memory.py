@@ -17,8 +17,7 @@ import threading
 from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
-from aiostore.abc import BlockingStore, Buffer, Request, slice_byte_range
-from aiostore.errors import BatchWriteError
+from aiostore.abc import BlockingStore, Buffer, Request, read_each, write_each
 
 __all__ = ["MemoryStore", "DictStore"]
 
@@ -109,30 +108,22 @@ class MemoryStore(BlockingStore):
                 yield key
 
     # -- blocking hooks (memory work: run in the calling thread, never offloaded) --
+    def _value(self, key: str) -> bytes | None:
+        value = self._node(key)
+        return None if isinstance(value, self.cls) else value
+
+    def _store_value(self, key: str, value: Buffer) -> None:
+        parent, name = self._require_parent(key)
+        # A directory already at ``key`` is replaced, as zarr 2's MemoryStore does.
+        parent[name] = bytes(value)
+
     def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
-        out: list[bytes | None] = []
         with self._lock:
-            for key, byte_range in requests:
-                value = self._node(key)
-                if value is None or isinstance(value, self.cls):
-                    out.append(None)
-                else:
-                    out.append(value if byte_range is None else slice_byte_range(value, byte_range))
-        return out
+            return read_each(requests, self._value)
 
     def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
-        failed: dict[str, BaseException] = {}
         with self._lock:
-            for key, value in items:
-                try:
-                    parent, name = self._require_parent(key)
-                except KeyError as exc:
-                    failed[key] = exc
-                    continue
-                # A directory already at ``key`` is replaced, as zarr 2's MemoryStore does.
-                parent[name] = bytes(value)
-        if failed:
-            raise BatchWriteError(failed)
+            write_each(items, self._store_value)
 
     def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
         missing: list[str] = []

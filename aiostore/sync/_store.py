@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from aiostore.abc import BufferLike, Store
+from aiostore.keys import check_key_collection
 from aiostore.stores.mapping import as_store
 from aiostore.sync._zarr2 import Zarr2Protocol, register
 
@@ -91,6 +92,7 @@ class SyncStore(Zarr2Protocol, MutableMapping[str, bytes], Generic[S]):
         The result is keyed by the keys as given (zarr 2 looks its chunk keys
         up in it), not by the normalized keys ``get_many`` answers with.
         """
+        check_key_collection(keys)
         requested = keys if isinstance(keys, list) else list(keys)
         found = self._store.get_many_sync(requested)
         if len(found) == len(requested) and all(map(found.__contains__, requested)):

@@ -10,6 +10,8 @@ that fast on aiostore:
   ``set_many``/``delete_many`` batch (reads -- whole values and byte ranges --
   are coalesced by the backend's own :class:`~aiostore._runtime.offload.GetCoalescer`,
   and a blocking backend reads a batch of byte ranges with ``_get_ranges``).
+* :func:`read_many`: zarr's batch reads (``get_partial_values``) as one
+  ``get_many`` for the whole values and one batch for the byte ranges.
 """
 
 from __future__ import annotations
@@ -19,12 +21,25 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
-from aiostore._runtime.offload import executor_hops, split_batch, thread_limit
-from aiostore.abc import BlockingStore, Store
+import anyio
 
-__all__ = ["WriteCoalescer", "asyncio_running", "fast_hops", "stream_keys", "write_groups"]
+from aiostore._runtime.offload import executor_hops, split_batch, thread_limit
+from aiostore.abc import BlockingStore, ByteRange, Store
+
+__all__ = [
+    "RANGED_CONCURRENCY",
+    "WriteCoalescer",
+    "asyncio_running",
+    "fast_hops",
+    "read_many",
+    "stream_keys",
+    "write_groups",
+]
 
 T = TypeVar("T")
+
+#: Ranged reads that run at once on a natively async store (one request each).
+RANGED_CONCURRENCY = 64
 
 
 def asyncio_running() -> bool:
@@ -172,3 +187,40 @@ def write_groups(store: Store, items: Sequence[T]) -> list[Sequence[T]]:
     if store.resource is None or not (store.split_batches and store.split_writes):
         return [items]
     return split_batch(items, thread_limit(store.resource), min_part_size=1)
+
+
+async def read_many(store: Store, requests: Sequence[tuple[str, ByteRange | None]]) -> list[bytes | None]:
+    """The values (or byte ranges) of ``requests``, in order; None where a key is missing.
+
+    Whole values are read with one ``get_many``; byte ranges of a blocking
+    backend with one ``get_ranges`` batch, others with concurrent ``get`` calls.
+    """
+    results: list[bytes | None] = [None] * len(requests)
+    whole = [i for i, (_, request) in enumerate(requests) if request is None]
+    ranged = [i for i, (_, request) in enumerate(requests) if request is not None]
+    if whole:
+        found = await store.get_many(requests[i][0] for i in whole)
+        for i in whole:
+            results[i] = found.get(store.check_key(requests[i][0]))
+    if len(ranged) > 1 and isinstance(store, BlockingStore):
+        values = await store.get_ranges([requests[i] for i in ranged])
+        for i, value in zip(ranged, values, strict=True):
+            results[i] = value
+    elif ranged:
+        limiter = anyio.CapacityLimiter(RANGED_CONCURRENCY)
+
+        async def read_one(i: int) -> None:
+            async with limiter:
+                results[i] = await _read_one(store, *requests[i])
+
+        async with anyio.create_task_group() as tg:
+            for i in ranged:
+                tg.start_soon(read_one, i)
+    return results
+
+
+async def _read_one(store: Store, key: str, request: ByteRange | None) -> bytes | None:
+    try:
+        return await store.get(key, request)
+    except KeyError:
+        return None

@@ -182,6 +182,8 @@ def test_registration_does_not_depend_on_import_order(zarr_first: bool) -> None:
     imports = "import zarr\nimport aiostore.sync" if zarr_first else "import aiostore.sync"
     script = textwrap.dedent(
         """
+        import sys
+        finders = list(sys.meta_path)
         {imports}
         store = aiostore.sync.MemoryStore()
         import zarr
@@ -189,6 +191,7 @@ def test_registration_does_not_depend_on_import_order(zarr_first: bool) -> None:
         z[...] = 5
         assert z.store is store, type(z.store)
         assert zarr.open(store, mode="r")[...].sum() == 80
+        assert sys.meta_path == finders, sys.meta_path  # no import hook, ever
         print("native")
         """
     ).format(imports=imports)

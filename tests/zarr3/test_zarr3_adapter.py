@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -391,3 +393,17 @@ def test_works_under_trio() -> None:
         assert await store.is_empty("")
 
     trio.run(main)
+
+
+def test_importing_the_zarr3_adapter_brings_no_zarr2_machinery() -> None:
+    # A fresh interpreter: aiostore.zarr3 must not import aiostore.sync (and its zarr 2
+    # registration), nor touch the import machinery.
+    script = (
+        "import sys; finders = list(sys.meta_path)\n"
+        "import aiostore, aiostore.zarr3\n"
+        "assert 'aiostore.sync' not in sys.modules, 'aiostore.zarr3 imported aiostore.sync'\n"
+        "assert sys.meta_path == finders, sys.meta_path\n"
+        "print('clean')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert result.stdout.strip() == "clean", result.stderr
