@@ -26,7 +26,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import machine_description  # noqa: E402
+from _common import machine_description
 
 HERE = pathlib.Path(__file__).resolve().parent.parent
 
@@ -186,7 +186,9 @@ def run_workload(python: str, tree: pathlib.Path, body: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", default="e87e9e8", help="git ref of the earlier aiostore (default: main before issue 9)")
+    parser.add_argument(
+        "--before", default="e87e9e8", help="git ref of the earlier aiostore (default: main before issue 9)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per workload")
     parser.add_argument("--only", default="", help="run only workloads whose name has this word")
     args = parser.parse_args()

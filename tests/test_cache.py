@@ -556,7 +556,7 @@ def test_many_threads_leave_the_cache_consistent_with_the_store() -> None:
     assert [k for k in keys if k in cache] == [k for k in keys if k in data]
     assert cache.listdir("g") == sorted(k.split("/")[1] for k in data)
     assert sorted(cache) == sorted(data)
-    assert async_cache.current_size == sum(len(v) for v in async_cache._values.values()) <= 200
+    assert async_cache.current_size == sum(len(v) for v in async_cache._lru.values()) <= 200
 
 
 # -- prefetch ------------------------------------------------------------------------
@@ -598,7 +598,7 @@ async def test_prefetch_errors_are_recorded_not_raised_and_a_read_retries(
     store.failures.append(OSError("throttled"))
     cache = LRUStoreCache(store, max_size=None)
     cache.prefetch(["k0", "k1", "k2", "k3"])
-    await until(lambda: cache.prefetch_errors == 1 and not cache._workers.running)
+    await until(lambda: cache.prefetch_errors == 1 and not cache._prefetcher.running)
     assert isinstance(cache.last_prefetch_error, OSError)
     assert await cache.get_many(["k0", "k1", "k2", "k3"]) == {f"k{i}": bytes([i]) * 10 for i in range(4)}
     assert store.fetched == Counter({"k0": 2, "k1": 2, "k2": 2, "k3": 2})
@@ -629,16 +629,16 @@ async def test_prefetch_stops_while_unread_values_fill_max_size() -> None:
     store.gate.set()
     cache = LRUStoreCache(store, max_size=30, prefetch_concurrency=1, prefetch_batch_size=1)
     cache.prefetch([f"k{i}" for i in range(10)])
-    await until(lambda: cache._workers.waiting)
+    await until(lambda: cache._prefetcher.waiting)
     assert store.reads == 3 and cache.current_size == 30
     assert await cache.get("k0") == b"\x00" * 10  # read: room for one more
-    await until(lambda: store.reads == 4 and cache._workers.waiting)
+    await until(lambda: store.reads == 4 and cache._prefetcher.waiting)
     # k3 took the place of k0, which was read; k1 and k2, not read yet, were kept.
     assert store.fetched == Counter({"k0": 1, "k1": 1, "k2": 1, "k3": 1})
     assert await cache.get_many(["k1", "k2", "k3"]) and store.reads == 4
     await until(lambda: store.reads == 7)  # room for three more
     await cache.aclose()  # stops the paused prefetch
-    assert not cache._workers.running
+    assert not cache._prefetcher.running
 
 
 @pytest.mark.anyio
@@ -662,7 +662,7 @@ def test_prefetch_from_sync_code_over_an_inline_store() -> None:
     assert cache.prefetch(keys) == 50
     assert cache.getitems(keys, contexts={}) == {k: bytes([i]) for i, k in enumerate(keys)}
     assert mapping.reads == Counter(keys)  # prefetched, joined or read: each exactly once
-    wait_until(lambda: not cache.async_store._workers.running)
+    wait_until(lambda: not cache.async_store._prefetcher.running)
     assert cache.getitems(keys, contexts={}) == {k: bytes([i]) for i, k in enumerate(keys)}
     assert mapping.reads == Counter(keys)
     cache.close()
@@ -693,7 +693,7 @@ def test_sync_cache_over_a_natively_async_store_hits_without_leaving_the_thread(
     assert cache.getitems(["a", "b"], contexts={}) == {"a": b"1"}
     assert len(hops) == 2 and store.fetched == Counter({"b": 1})
     cache.prefetch(["c"])
-    wait_until(lambda: not cache.async_store._workers.running)
+    wait_until(lambda: not cache.async_store._prefetcher.running)
     assert "c" not in cache and len(hops) == 3  # contains is the store's: one hop
     cache.close()
     assert store.closed
@@ -711,6 +711,17 @@ async def test_sync_cache_used_from_inside_an_event_loop_reaches_the_store() -> 
     assert cache.getitems(["a", "b"], contexts={}) == {"a": b"1"}
     assert store.fetched == Counter({"b": 1})
     cache.prefetch(["c"])
-    await until(lambda: store.fetched["c"] == 1 and not cache.async_store._workers.running)
+    await until(lambda: store.fetched["c"] == 1 and not cache.async_store._prefetcher.running)
     assert cache.async_store.prefetch_errors == 0
     cache.close()
+
+
+@pytest.mark.anyio
+async def test_a_string_is_not_a_collection_of_keys_for_the_cache() -> None:
+    cache = LRUStoreCache({"a": b"1", "b": b"2"}, max_size=None)
+    await cache.get_many(["a", "b"])  # both cached: the fast path must refuse too
+    for collection in ("ab", b"ab"):
+        with pytest.raises(TypeError, match="collection of str keys"):
+            await cache.get_many(collection)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="collection of str keys"):
+            cache.get_many_sync(collection)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ __all__ = [
     "MISSING",
     "TEMP_PREFIX",
     "below_value",
+    "move",
     "remove",
     "remove_tree",
     "unlink_quietly",
@@ -128,3 +129,33 @@ def walk(top: str, key_prefix: str, start: str) -> Iterator[str]:
                 except OSError:
                     continue  # removed while listed
         stack.extend(reversed(subdirs))
+
+
+def move(root: str, src_path: str, dst_path: str, src: str, dst: str) -> None:
+    """Move the file or tree of key ``src`` (at ``src_path``) to ``dst`` (at ``dst_path``),
+    both below ``root``; an empty directory at ``dst`` is replaced, anything else refused.
+    Directories the move leaves empty are removed, never ``root``."""
+    if not os.path.lexists(src_path):
+        raise KeyError(src)
+    if os.path.lexists(dst_path):
+        try:
+            # An empty directory (left by deleting its last key) holds nothing:
+            # rmdir removes it only if it is one, atomically.
+            if os.path.islink(dst_path):
+                raise OSError(errno.EEXIST, "a symbolic link")
+            os.rmdir(dst_path)
+        except OSError:
+            raise FileExistsError(f"cannot rename {src!r} to {dst!r}: {dst!r} exists") from None
+    try:
+        os.makedirs(os.path.dirname(dst_path), exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise below_value(dst) from None
+    os.rename(src_path, dst_path)
+    # Drop directories the move left empty (as os.renames does), never the root.
+    parent = os.path.dirname(src_path)
+    while parent != root and parent.startswith(os.path.join(root, "")):
+        try:
+            os.rmdir(parent)
+        except OSError:
+            break
+        parent = os.path.dirname(parent)

@@ -42,7 +42,7 @@ from aiostore.abc import BlockingStore, Buffer, ByteRange, Request, Store, write
 from aiostore.errors import BatchWriteError
 from aiostore.keys import key_to_fs_path, normalize_path
 from aiostore.stores._fsops import MISSING as _MISSING
-from aiostore.stores._fsops import TEMP_PREFIX, below_value, remove, walk, write_atomically
+from aiostore.stores._fsops import TEMP_PREFIX, move, remove, walk, write_atomically
 
 __all__ = ["DirectoryStore", "TEMP_PREFIX"]
 
@@ -346,31 +346,7 @@ class DirectoryStore(BlockingStore):
             shutil.rmtree(target)
 
     def _rename_blocking(self, src: str, dst: str) -> None:
-        src_path, dst_path = self._fs_path(src), self._fs_path(dst)
-        if not os.path.lexists(src_path):
-            raise KeyError(src)
-        if os.path.lexists(dst_path):
-            try:
-                # An empty directory (left by deleting its last key) holds nothing:
-                # rmdir removes it only if it is one, atomically.
-                if os.path.islink(dst_path):
-                    raise OSError(errno.EEXIST, "a symbolic link")
-                os.rmdir(dst_path)
-            except OSError:
-                raise FileExistsError(f"cannot rename {src!r} to {dst!r}: {dst!r} exists") from None
-        try:
-            os.makedirs(os.path.dirname(dst_path), exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise below_value(dst) from None
-        os.rename(src_path, dst_path)
-        # Drop directories the move left empty (as os.renames does), never the root.
-        parent = os.path.dirname(src_path)
-        while parent != self.path and parent.startswith(self._root_slash):
-            try:
-                os.rmdir(parent)
-            except OSError:
-                break
-            parent = os.path.dirname(parent)
+        move(self.path, self._fs_path(src), self._fs_path(dst), src, dst)
 
     def _getsize_blocking(self, path: str) -> int:
         target = self._fs_path(path)

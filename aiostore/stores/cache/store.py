@@ -40,14 +40,11 @@ Examples
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import AbstractContextManager
+from typing import Any
 
-from aiostore._runtime.flight import RETRY, Flight
 from aiostore._runtime.portal import run_on_portal
-from aiostore._runtime.workers import WAIT, PortalWorkers, Wait
 from aiostore.abc import (
     Buffer,
     BufferLike,
@@ -55,15 +52,17 @@ from aiostore.abc import (
     Store,
     check_open,
     check_writable,
-    collect,
     slice_byte_range,
 )
-from aiostore.errors import BatchWriteError
+from aiostore.keys import check_key_collection
+from aiostore.stores.cache.flights import FetchesInFlight
+from aiostore.stores.cache.listings import ListingCache
+from aiostore.stores.cache.lru import ByteLRU
+from aiostore.stores.cache.prefetch import Prefetcher
+from aiostore.stores.cache.writes import WriteBookkeeping
 from aiostore.stores.mapping import as_store
 
 __all__ = ["LRUStoreCache"]
-
-T = TypeVar("T")
 
 
 class LRUStoreCache(Store):
@@ -132,37 +131,20 @@ class LRUStoreCache(Store):
         self.supports_listing = inner.supports_listing  # type: ignore[misc]
         self._store = inner
         self._max_size = max_size
-        self._prefetch_concurrency = prefetch_concurrency
-        self._prefetch_batch_size = prefetch_batch_size
+        # One lock guards every part below; each is called with it held.
         self._lock = threading.Lock()
-        self._values: OrderedDict[str, bytes] = OrderedDict()
-        self._current_size = 0
-        self._keys_cache: dict[str, None] | None = None
-        self._contains_cache: dict[str, bool] = {}
-        self._listdir_cache: dict[str, list[str]] = {}
-        self._inflight: dict[str, Flight] = {}
-        # Every directory something cached (or in flight) lies below: writing or
-        # deleting such a name may remove that directory (see _drop_below_locked).
-        self._dirs: set[str] = set()
-        # Writes under way per key; keys written by overlapping writes, whose
-        # final value the cache cannot know (the store may apply them in any order).
-        self._writing: dict[str, int] = {}
-        self._contested: set[str] = set()
-        # Bumped by every write: a listing read that saw a change begin or end is not cached.
-        self._epoch = 0
-        self._queue: OrderedDict[str, None] = OrderedDict()
-        self._unread: dict[str, int] = {}
-        self._unread_bytes = 0
-        # Keys in prefetch batches under way; the sizes of the values prefetched so far.
-        self._prefetch_pending = 0
-        self._prefetched_bytes = 0
-        self._prefetched_values = 0
-        self._workers = PortalWorkers(
+        self._lru = ByteLRU(max_size, self._wake_prefetcher_locked)
+        self._listings = ListingCache(self._lock, inner, self._lru)
+        # Fetches under way, by key: readers of those keys wait for them.
+        self._inflight = FetchesInFlight(self._lock, inner, self._lru)
+        self._writes = WriteBookkeeping(self._lock, self._lru, self._listings, self._inflight)
+        self._prefetcher = Prefetcher(
             self._lock,
-            prefetch_concurrency,
-            self._next_prefetch_job_locked,
-            self._run_prefetch_job,
-            self._prefetch_failed,
+            self._lru,
+            self._inflight,
+            concurrency=prefetch_concurrency,
+            batch_size=prefetch_batch_size,
+            on_error=self._prefetch_failed,
         )
         #: Values served from memory.
         self.hits = 0
@@ -187,61 +169,7 @@ class LRUStoreCache(Store):
     @property
     def current_size(self) -> int:
         """Bytes of values held now."""
-        return self._current_size
-
-    # -- the value cache (call with the lock held) --------------------------------
-    def _cache_value_locked(self, key: str, value: bytes) -> None:
-        old = self._values.pop(key, None)
-        if old is not None:
-            self._current_size -= len(old)
-            self._forget_unread_locked(key)
-        size = len(value)
-        limit = self._max_size
-        if limit is not None:
-            if size > limit:
-                return
-            while self._current_size + size > limit:
-                evicted, data = self._values.popitem(last=False)
-                if evicted in self._unread and self._current_size > self._unread_bytes:
-                    # Prefetched and not read yet, while values already read are
-                    # held: those go first, or prefetching would evict its own work.
-                    self._values[evicted] = data
-                    continue
-                self._current_size -= len(data)
-                if self._unread:
-                    self._forget_unread_locked(evicted)
-        self._values[key] = value
-        self._current_size += size
-        self._note_dirs_locked(key)
-
-    def _note_dirs_locked(self, key: str) -> None:
-        dirs = self._dirs
-        cut = key.rfind("/")
-        while cut > 0:
-            name = key[:cut]
-            if name in dirs:
-                return  # its ancestors are noted too
-            dirs.add(name)
-            cut = key.rfind("/", 0, cut)
-
-    def _drop_value_locked(self, key: str) -> None:
-        old = self._values.pop(key, None)
-        if old is not None:
-            self._current_size -= len(old)
-            self._forget_unread_locked(key)
-
-    def _forget_unread_locked(self, key: str) -> None:
-        size = self._unread.pop(key, None)
-        if size is not None:
-            self._unread_bytes -= size
-            self._wake_prefetcher_locked()
-
-    def _consume_unread_locked(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            size = self._unread.pop(key, None)
-            if size is not None:
-                self._unread_bytes -= size
-        self._wake_prefetcher_locked()
+        return self._lru.current_size
 
     # -- invalidation (zarr 2's API) -----------------------------------------------
     def invalidate(self) -> None:
@@ -256,24 +184,17 @@ class LRUStoreCache(Store):
         what was there before); their readers still get their answers.
         """
         with self._lock:
-            self._values.clear()
-            self._current_size = 0
-            self._inflight.clear()
-            self._unread.clear()
-            self._unread_bytes = 0
-            self._wake_prefetcher_locked()
-            if not self._contains_cache and not self._listdir_cache:
-                self._dirs.clear()
+            self._inflight.clear_locked()
+            self._lru.clear_locked()
+            if not self._listings.has_path_answers:
+                self._lru.clear_dirs_locked()
 
     def invalidate_keys(self) -> None:
         """Clear the cached key listing, ``contains`` answers and ``listdir`` results."""
         with self._lock:
-            self._epoch += 1
-            self._keys_cache = None
-            self._contains_cache.clear()
-            self._listdir_cache.clear()
-            if not self._values and not self._inflight:
-                self._dirs.clear()
+            self._listings.clear_locked()
+            if not len(self._lru) and not self._inflight:
+                self._lru.clear_dirs_locked()
 
     # -- reads --------------------------------------------------------------------------
     async def get(self, key: str, byte_range: ByteRange | None = None) -> bytes:
@@ -281,12 +202,9 @@ class LRUStoreCache(Store):
         if byte_range is None and not self._closed:
             try:
                 with self._lock:
-                    value = self._values.get(key)
+                    value = self._lru.read_locked(key)
                     if value is not None:
-                        self._values.move_to_end(key)
                         self.hits += 1
-                        if self._unread:
-                            self._consume_unread_locked((key,))
                         return value
             except TypeError:  # unhashable: the key gate names the problem
                 pass
@@ -297,18 +215,13 @@ class LRUStoreCache(Store):
         all misses from one batch call of the store. See :meth:`Store.get_many`."""
         check_open(self)
         if not isinstance(keys, list | tuple):
+            check_key_collection(keys)
             keys = list(keys)
-        values = self._values
         try:
             with self._lock:
-                # C-level loops: a warm batch costs a few hundred ns per key.
-                found_values = list(map(values.get, keys))
-                if None not in found_values:
-                    deque(map(values.move_to_end, keys), maxlen=0)
-                    found = dict(zip(keys, found_values, strict=True))
+                found = self._lru.read_all_locked(keys)
+                if found is not None:
                     self.hits += len(found)
-                    if self._unread:
-                        self._consume_unread_locked(found)
                     return found
         except TypeError:  # an unhashable key: the key gate below names it
             return await super().get_many(keys)
@@ -322,9 +235,8 @@ class LRUStoreCache(Store):
                 raise KeyError(key)
             return found[key]
         with self._lock:
-            value = self._values.get(key)
+            value = self._lru.get_locked(key)
             if value is not None:
-                self._values.move_to_end(key)
                 self.hits += 1
             else:
                 self.misses += 1
@@ -337,276 +249,45 @@ class LRUStoreCache(Store):
         """Hits from memory, misses fetched in one batch; a key another fetch is
         getting is waited for -- unless that fetch runs in the thread ``caller``
         (a sync reader's, blocked until this returns), where it fetches anew."""
-        found: dict[str, bytes] = {}
-        lead: list[str] = []
-        joined: dict[Flight, list[str]] = {}
-        flight = None
         with self._lock:
-            values, inflight, queue = self._values, self._inflight, self._queue
-            for key in keys:
-                value = values.get(key)
-                if value is not None:
-                    values.move_to_end(key)
-                    found[key] = value
-                    continue
-                other = inflight.get(key)
-                if other is not None and other.thread != caller:
-                    joined.setdefault(other, []).append(key)
-                    continue
+            found, lead, flight, joined = self._inflight.claim_locked(keys, caller)
+            for key in lead:
                 # Not cached, not in flight (or queued for prefetch: this reader
                 # is first, so it fetches the key itself now).
-                if queue:
-                    queue.pop(key, None)
-                lead.append(key)
-                self._note_dirs_locked(key)
+                self._prefetcher.dequeue_locked(key)
             self.hits += len(found)
             self.misses += len(keys) - len(found)
-            if found and self._unread:
-                self._consume_unread_locked(found)
-            if lead:
-                flight = Flight(prefetch=False)
-                for key in lead:
-                    # setdefault: a key another fetch holds (see ``caller``) is
-                    # fetched here too, but cached by that fetch only.
-                    inflight.setdefault(key, flight)
+            if found and self._lru.has_unread:
+                self._lru.consume_unread_locked(found)
         if flight is not None:
-            found.update(await self._fetch(flight, lead))
+            found.update(await self._inflight.fetch(flight, lead))
         if joined:
-            retry: list[str] = []
-            for other, other_keys in joined.items():
-                await other.wait(self._lock)
-                for key in other_keys:
-                    outcome = other.outcome(key)
-                    if isinstance(outcome, bytes):
-                        found[key] = outcome
-                    elif outcome is RETRY:
-                        retry.append(key)
+            joined_found, retry = await self._inflight.join(joined)
+            found.update(joined_found)
             if retry:
                 found.update(await self._get_many(retry, caller))
         return found
 
-    async def _fetch(self, flight: Flight, keys: list[str]) -> dict[str, bytes]:
-        """Fetch ``keys`` for ``flight`` (one store call), cache and share the result."""
-        try:
-            if len(keys) == 1:
-                # A single get lets the store coalesce it with its other gets.
-                try:
-                    found = {keys[0]: await self._store.get(keys[0])}
-                except KeyError:
-                    found = {}
-            else:
-                found = await self._store.get_many(keys)
-        except BaseException as exc:
-            # An error is shared with the readers who joined; a cancellation
-            # is not (they retry on their own).
-            self._finish(flight, keys, None, exc if isinstance(exc, Exception) else None)
-            raise
-        self._finish(flight, keys, found, None)
-        return found
-
-    def _finish(
-        self, flight: Flight, keys: list[str], found: dict[str, bytes] | None, error: BaseException | None
-    ) -> None:
-        with self._lock:
-            inflight = self._inflight
-            if flight.prefetch:
-                self._prefetch_pending -= len(keys)
-                if found:
-                    self._prefetched_values += len(found)
-                    self._prefetched_bytes += sum(map(len, found.values()))
-            for key in keys:
-                # A write or invalidation since the fetch began unregistered it:
-                # what it read may be older than the store, so it is not cached.
-                if inflight.get(key) is flight:
-                    del inflight[key]
-                    value = found.get(key) if found is not None else None
-                    if value is not None:
-                        self._cache_value_locked(key, value)
-                        if flight.prefetch and key in self._values:
-                            self._unread[key] = len(value)
-                            self._unread_bytes += len(value)
-        flight.finish(self._lock, found, error)
-
     async def _contains(self, key: str) -> bool:
-        with self._lock:
-            if key in self._values:
-                return True
-            known = self._contains_cache.get(key)
-            if known is not None:
-                return known
-            epoch = self._epoch
-        answer = await self._store.contains(key)
-        with self._lock:
-            if self._epoch == epoch:
-                self._contains_cache[key] = answer
-                self._note_dirs_locked(key)
-        return answer
+        return await self._listings.contains(key)
 
     async def _list(self, prefix: str) -> AsyncIterator[str]:
-        with self._lock:
-            cached = None if self._keys_cache is None else list(self._keys_cache)
-            epoch = self._epoch
-        if cached is None:
-            if prefix:
-                # Only the whole listing is cached: listing all of a big remote
-                # store to answer one prefix would cost more than it saves.
-                async for key in self._store.list(prefix):
-                    yield key
-                return
-            cached = await collect(self._store.list())
-            with self._lock:
-                if self._epoch == epoch:
-                    self._keys_cache = dict.fromkeys(cached)
-        for key in cached:
-            if key.startswith(prefix):
-                yield key
+        async for key in self._listings.list_keys(prefix):
+            yield key
 
     async def _listdir(self, path: str) -> list[str]:
-        with self._lock:
-            listing = self._listdir_cache.get(path)
-            epoch = self._epoch
-        if listing is None:
-            listing = await self._store.listdir(path)
-            with self._lock:
-                if self._epoch == epoch:
-                    self._listdir_cache[path] = listing
-                    self._note_dirs_locked(path + "/")
-        return list(listing)
+        return await self._listings.listdir(path)
 
     async def _getsize(self, path: str) -> int:
         return await self._store.getsize(path)
 
     # -- writes ----------------------------------------------------------------------
-    def _begin_write(self, keys: Iterable[str]) -> None:
-        with self._lock:
-            self._epoch += 1
-            for key in keys:
-                count = self._writing.get(key, 0) + 1
-                self._writing[key] = count
-                if count > 1:
-                    self._contested.add(key)
-                self._inflight.pop(key, None)
-
-    def _end_write(
-        self,
-        written: Iterable[tuple[str, Buffer]] = (),
-        deleted: Iterable[str] = (),
-        failed: Iterable[str] = (),
-    ) -> None:
-        """Update the caches after a write: only what the written keys touch."""
-        with self._lock:
-            self._epoch += 1
-            # A hierarchical store (memory, directory) removes the directory at a
-            # name written or deleted: what was cached below it is gone too.
-            written, deleted, failed = list(written), list(deleted), list(failed)  # each read twice
-            dirs = self._dirs
-            if dirs:
-                self._drop_below_locked(
-                    [key for key, _ in written if key in dirs]
-                    + [key for key in deleted if key in dirs]
-                    + [key for key in failed if key in dirs]
-                )
-            for key, value in written:
-                if self._release_write_locked(key):
-                    self._forget_locked(key)
-                    continue
-                if self._max_size is None or len(value) <= self._max_size:
-                    self._cache_value_locked(key, bytes(value))
-                else:
-                    self._drop_value_locked(key)
-                self._contains_cache[key] = True
-                self._note_dirs_locked(key)
-                if self._keys_cache is not None and key not in self._keys_cache:
-                    self._keys_cache = None
-                self._touch_listdir_locked(key, added=True)
-            for key in deleted:
-                if self._release_write_locked(key):
-                    self._forget_locked(key)
-                    continue
-                self._drop_value_locked(key)
-                self._contains_cache[key] = False
-                self._note_dirs_locked(key)
-                if self._keys_cache is not None:
-                    if key in self._keys_cache:
-                        del self._keys_cache[key]
-                    else:
-                        self._keys_cache = None
-                self._touch_listdir_locked(key, added=False)
-            for key in failed:
-                self._release_write_locked(key)
-                self._forget_locked(key)
-
-    def _drop_below_locked(self, names: list[str]) -> None:
-        """Drop everything cached below ``names``: one pass over the caches."""
-        if not names:
-            return
-        below_names = tuple(f"{name}/" for name in names)
-        for key in [k for k in self._values if k.startswith(below_names)]:
-            self._drop_value_locked(key)
-        for key in [k for k in self._inflight if k.startswith(below_names)]:
-            del self._inflight[key]
-        for key in [k for k in self._contains_cache if k.startswith(below_names)]:
-            del self._contains_cache[key]
-        for path in [p for p in self._listdir_cache if f"{p}/".startswith(below_names)]:
-            del self._listdir_cache[path]
-        if self._keys_cache is not None and any(k.startswith(below_names) for k in self._keys_cache):
-            self._keys_cache = None
-
-    def _release_write_locked(self, key: str) -> bool:
-        """End one write of ``key``; True if another write overlapped it."""
-        self._inflight.pop(key, None)
-        count = self._writing[key] - 1
-        contested = key in self._contested
-        if count:
-            self._writing[key] = count
-        else:
-            del self._writing[key]
-            self._contested.discard(key)
-        return contested
-
-    def _forget_locked(self, key: str) -> None:
-        """Drop everything cached that ``key``'s state could change."""
-        self._drop_value_locked(key)
-        self._contains_cache.pop(key, None)
-        self._keys_cache = None
-        self._touch_listdir_locked(key, added=False)
-
-    def _touch_listdir_locked(self, key: str, *, added: bool) -> None:
-        if not self._listdir_cache:
-            return
-        parts = key.split("/")
-        for depth in range(len(parts)):
-            path, child = "/".join(parts[:depth]), parts[depth]
-            listing = self._listdir_cache.get(path)
-            # An added key can only add names; a removed one may empty a directory.
-            if listing is not None and not (added and child in listing):
-                del self._listdir_cache[path]
-
-    @contextmanager
-    def _write_scope(self, written: list[tuple[str, Buffer]], deleted: list[str]) -> Iterator[None]:
+    def _write_scope(
+        self, written: list[tuple[str, Buffer]], deleted: list[str]
+    ) -> AbstractContextManager[None]:
         """Around one write of the store, from either side: drop what is in flight
         for its keys first, then update the caches with what happened."""
-        keys = [key for key, _ in written] + deleted
-        self._begin_write(keys)
-        try:
-            yield
-        except BatchWriteError as exc:
-            self._end_write(
-                written=[(k, v) for k, v in written if k not in exc.failed],
-                deleted=[k for k in deleted if k not in exc.failed],
-                failed=[k for k in keys if k in exc.failed],
-            )
-            raise
-        except KeyError:
-            if deleted and not written:  # a missing key's delete: now known missing
-                self._end_write(deleted=deleted)
-            else:
-                self._end_write(failed=keys)
-            raise
-        except BaseException:
-            self._end_write(failed=keys)
-            raise
-        self._end_write(written=written, deleted=deleted)
+        return self._writes.scope(written, deleted)
 
     async def _set(self, key: str, value: Buffer) -> None:
         with self._write_scope([(key, value)], []):
@@ -624,45 +305,21 @@ class LRUStoreCache(Store):
         with self._write_scope([], keys):
             await self._store.delete_many(keys)
 
-    async def _structural(self, operation: Coroutine[Any, Any, None], paths: tuple[str, ...]) -> None:
-        """Run a write that touches whole subtrees, dropping what it may change."""
-        self._drop_paths(paths)
-        try:
-            await operation
-        finally:
-            self._drop_paths(paths)
-
-    def _drop_paths(self, paths: tuple[str, ...]) -> None:
-        def affected(key: str) -> bool:
-            return any(not p or key == p or key.startswith(p + "/") for p in paths)
-
-        with self._lock:
-            self._epoch += 1
-            for key in [k for k in self._values if affected(k)]:
-                self._drop_value_locked(key)
-            for key in [k for k in self._inflight if affected(k)]:
-                del self._inflight[key]
-            self._keys_cache = None
-            self._contains_cache.clear()
-            self._listdir_cache.clear()
-
     async def _rmdir(self, path: str) -> None:
-        await self._structural(self._store.rmdir(path), (path,))
+        await self._writes.structural(self._store.rmdir(path), (path,))
 
     async def _rename(self, src: str, dst: str) -> None:
-        await self._structural(self._store.rename(src, dst), (src, dst))
+        await self._writes.structural(self._store.rename(src, dst), (src, dst))
 
     async def _clear(self) -> None:
-        await self._structural(self._store.clear(), ("",))
+        await self._writes.structural(self._store.clear(), ("",))
 
     async def _flush(self) -> None:
         await self._store.flush()
 
     async def _close(self) -> None:
         try:
-            with self._lock:
-                self._queue.clear()
-            await self._workers.stop()
+            await self._prefetcher.stop()
         finally:
             await self._store.aclose()
 
@@ -682,12 +339,8 @@ class LRUStoreCache(Store):
         check_open(self)
         normalized = self.check_keys(keys)
         with self._lock:
-            values = self._values
-            found = {key: value for key in normalized if (value := values.get(key)) is not None}
-            deque(map(values.move_to_end, found), maxlen=0)
+            found = self._lru.read_present_locked(normalized)
             self.hits += len(found)
-            if found and self._unread:
-                self._consume_unread_locked(found)
         if len(found) < len(normalized):
             missing = [key for key in normalized if key not in found]
             found.update(run_on_portal(self._get_many(missing, threading.get_ident())))
@@ -755,51 +408,10 @@ class LRUStoreCache(Store):
         check_open(self)
         normalized = [self.check_key(key) for key in keys]
         with self._lock:
-            values, inflight, queue = self._values, self._inflight, self._queue
-            queued = 0
-            for key in normalized:
-                if key in values or key in inflight or key in queue:
-                    continue
-                queue[key] = None
-                queued += 1
+            queued = self._prefetcher.enqueue_locked(normalized)
         if queued:
-            self._workers.start()
+            self._prefetcher.start()
         return queued
-
-    def _next_prefetch_job_locked(self) -> tuple[Flight, list[str]] | Wait | None:
-        """The next batch to prefetch; WAIT while there is no room; None when done.
-
-        With a ``max_size``, the bytes read ahead and not yet read back (plus
-        what batches under way are expected to bring) stay within it: a batch is
-        sized to the room left, at the average size of the values prefetched so far.
-        """
-        if not self._queue:
-            return None
-        count = self._prefetch_batch_size
-        if self._max_size is not None:
-            average = self._prefetched_bytes // self._prefetched_values if self._prefetched_values else 0
-            expected = self._unread_bytes + self._prefetch_pending * average
-            if expected >= self._max_size:
-                return WAIT
-            if average:
-                count = max(1, min(count, (self._max_size - expected) // average))
-        keys: list[str] = []
-        queue, values, inflight = self._queue, self._values, self._inflight
-        while queue and len(keys) < count:
-            key, _ = queue.popitem(last=False)
-            if key not in values and key not in inflight:
-                keys.append(key)
-        if not keys:
-            return None
-        flight = Flight(prefetch=True)
-        for key in keys:
-            inflight[key] = flight
-            self._note_dirs_locked(key)
-        self._prefetch_pending += len(keys)
-        return flight, keys
-
-    async def _run_prefetch_job(self, job: tuple[Flight, list[str]]) -> None:
-        await self._fetch(*job)
 
     def _prefetch_failed(self, error: Exception) -> None:
         with self._lock:
@@ -807,8 +419,8 @@ class LRUStoreCache(Store):
             self.last_prefetch_error = error
 
     def _wake_prefetcher_locked(self) -> None:
-        if self._max_size is None or self._unread_bytes < self._max_size:
-            self._workers.wake_locked()
+        # Called by the LRU when unread values may have shrunk (never during __init__).
+        self._prefetcher.wake_locked()
 
     # -- identity ----------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -816,8 +428,8 @@ class LRUStoreCache(Store):
         return {
             "store": self._store,
             "max_size": self._max_size,
-            "prefetch_concurrency": self._prefetch_concurrency,
-            "prefetch_batch_size": self._prefetch_batch_size,
+            "prefetch_concurrency": self._prefetcher.concurrency,
+            "prefetch_batch_size": self._prefetcher.batch_size,
         }
 
     def __setstate__(self, state: Mapping[str, Any]) -> None:
