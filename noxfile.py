@@ -12,7 +12,14 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "typecheck", "tests", "zarr2", "zarr3", "docs"]
 
-TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "trio>=0.26", "hypothesis>=6.100"]
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-asyncio>=0.24",
+    "trio>=0.26",
+    "hypothesis>=6.100",
+    "obstore>=0.6",
+    "moto[server]>=5",
+]
 ZARR2_DEPS = ["zarr==2.18.7", "numcodecs<0.16", "msgpack"]
 # docs/griffe_aiostore.py uses griffe's API directly, so griffe is pinned too.
 DOCS_DEPS = [

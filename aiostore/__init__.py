@@ -12,6 +12,7 @@ Every store is an async key-value store with concurrent batch operations;
 {'a': b'1', 'b': b'2'}
 """
 
+from aiostore._runtime.offload import set_thread_limit
 from aiostore._zarr2meta.hierarchy import (
     contains_array,
     contains_group,
@@ -40,7 +41,9 @@ from aiostore.stores.lmdb import LMDBStore
 from aiostore.stores.mapping import MappingStore, as_store
 from aiostore.stores.memory import DictStore, MemoryStore
 from aiostore.stores.nested import NestedDirectoryStore
+from aiostore.stores.objectstore import ObjectStore
 from aiostore.stores.temp import TempStore
+from aiostore.stores.urls import open_store
 from aiostore.stores.zip import ZipStore
 
 __all__ = [
@@ -59,6 +62,9 @@ __all__ = [
     "NestedDirectoryStore",
     "TempStore",
     "LRUStoreCache",
+    "ObjectStore",
+    "open_store",
+    "set_request_limit",
     "init_array",
     "init_group",
     "contains_array",
@@ -75,3 +81,13 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def set_request_limit(requests: int) -> None:
+    """Bound the network work in flight, process-wide: requests an object store
+    awaits at once under asyncio, and worker threads doing network work (an object
+    store under trio, a mapping over a remote file system). The default is 32.
+
+    >>> set_request_limit(64); set_request_limit(32)
+    """
+    set_thread_limit("network", requests)

@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -41,32 +42,36 @@ def best(run, before=None, repeat=3):
         if before: before()
         gc.collect(); t = time.perf_counter(); run(); times.append(time.perf_counter() - t)
     return min(times)
-tmp = tempfile.mkdtemp(dir=os.environ.get("BENCH_DIR"))
+# The data is written once per workload and read by every later round, of both trees.
+tmp = os.path.join(os.environ["BENCH_DIR"], os.environ["BENCH_WORKLOAD"])
+fresh = not os.path.exists(tmp)
+os.makedirs(tmp, exist_ok=True)
 def done(seconds):
-    shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps({"seconds": seconds}))
 """
 
 WORKLOADS: dict[str, str] = {
     "Directory: async get_many, 10,000 x 16 KiB (warm)": """
 keys = [f"c/{i}" for i in range(10_000)]
-sync_store = aiostore.sync.DirectoryStore(tmp); sync_store.setitems({k: os.urandom(16384) for k in keys})
+if fresh: aiostore.sync.DirectoryStore(tmp).setitems({k: os.urandom(16384) for k in keys})
 store = aiostore.DirectoryStore(tmp)
 done(best(lambda: anyio.run(store.get_many, keys)))
 """,
     "Directory: sync getitems, 10,000 x 16 KiB (warm)": """
 keys = [f"c/{i}" for i in range(10_000)]
-store = aiostore.sync.DirectoryStore(tmp); store.setitems({k: os.urandom(16384) for k in keys})
+store = aiostore.sync.DirectoryStore(tmp)
+if fresh: store.setitems({k: os.urandom(16384) for k in keys})
 done(best(lambda: store.getitems(keys, contexts={})))
 """,
     "Directory: sync store[key], 5,000 x 16 KiB (zarr 2 per-key reads)": """
 keys = [f"c/{i}" for i in range(5_000)]
-store = aiostore.sync.DirectoryStore(tmp); store.setitems({k: os.urandom(16384) for k in keys})
+store = aiostore.sync.DirectoryStore(tmp)
+if fresh: store.setitems({k: os.urandom(16384) for k in keys})
 done(best(lambda: [store[k] for k in keys]))
 """,
     "Directory: async gathered single gets, 5,000 x 16 KiB": """
 keys = [f"c/{i}" for i in range(5_000)]
-aiostore.sync.DirectoryStore(tmp).setitems({k: os.urandom(16384) for k in keys})
+if fresh: aiostore.sync.DirectoryStore(tmp).setitems({k: os.urandom(16384) for k in keys})
 store = aiostore.DirectoryStore(tmp)
 async def gathered():
     async with anyio.create_task_group() as tg:
@@ -83,13 +88,13 @@ done(best(lambda: anyio.run(store.set_many, values), before=lambda: shutil.rmtre
     "LMDB: async get_many, 50,000 x 4 KiB": """
 keys = [f"c/{i}" for i in range(50_000)]
 store = aiostore.LMDBStore(os.path.join(tmp, "x.mdb"))
-anyio.run(store.set_many, {k: os.urandom(4096) for k in keys})
+if fresh: anyio.run(store.set_many, {k: os.urandom(4096) for k in keys})
 done(best(lambda: anyio.run(store.get_many, keys)))
 """,
     "LMDB: sync getitems, 50,000 x 4 KiB": """
 keys = [f"c/{i}" for i in range(50_000)]
 store = aiostore.sync.LMDBStore(os.path.join(tmp, "x.mdb"))
-store.setitems({k: os.urandom(4096) for k in keys})
+if fresh: store.setitems({k: os.urandom(4096) for k in keys})
 done(best(lambda: store.getitems(keys, contexts={})))
 """,
     "LMDB: async set_many, 20,000 x 4 KiB": """
@@ -100,8 +105,9 @@ done(best(lambda: anyio.run(store.set_many, values)))
     "Zip: async get_many, 10,000 x 16 KiB (stored)": """
 keys = [f"c/{i}" for i in range(10_000)]
 path = os.path.join(tmp, "x.zip")
-with aiostore.sync.ZipStore(path, mode="w") as w:
-    w.setitems({k: os.urandom(16384) for k in keys})
+if fresh:
+    with aiostore.sync.ZipStore(path, mode="w") as w:
+        w.setitems({k: os.urandom(16384) for k in keys})
 store = aiostore.ZipStore(path, mode="r")
 done(best(lambda: anyio.run(store.get_many, keys)))
 """,
@@ -149,8 +155,10 @@ done(best(run))
 ZARR3_WORKLOAD = """
 import numpy as np, zarr
 from aiostore.zarr3 import ZarrStore
-z = zarr.create_array(ZarrStore(aiostore.DirectoryStore(tmp)), shape=(4096 * 256,), chunks=(256,), dtype="u4")
-z[:] = np.arange(4096 * 256, dtype="u4")
+if fresh:
+    store = ZarrStore(aiostore.DirectoryStore(tmp))
+    z = zarr.create_array(store, shape=(4096 * 256,), chunks=(256,), dtype="u4")
+    z[:] = np.arange(4096 * 256, dtype="u4")
 reader = zarr.open_array(ZarrStore(aiostore.DirectoryStore(tmp)), mode="r")
 done(best(lambda: reader[:]))
 """
@@ -165,8 +173,9 @@ def worktree(ref: str) -> pathlib.Path:
     return path
 
 
-def run_workload(python: str, tree: pathlib.Path, body: str) -> float:
-    env = dict(os.environ, PYTHONPATH=str(tree))
+def run_workload(python: str, tree: pathlib.Path, name: str, body: str) -> float:
+    workload = re.sub(r"[^A-Za-z0-9]+", "-", name)[:60]
+    env = dict(os.environ, PYTHONPATH=str(tree), BENCH_WORKLOAD=workload)
     check = (
         "import aiostore, os\n"
         "assert os.path.dirname(os.path.dirname(aiostore.__file__)) == os.environ['PYTHONPATH']\n"
@@ -208,9 +217,11 @@ def main() -> None:
             if args.only and args.only not in name:
                 continue
             times: dict[str, list[float]] = {"before": [], "after": []}
+            run_workload(python, HERE, name, body)  # untimed: writes the data both trees read
+            os.sync()  # and lets the disk settle, so no round pays for another's writes
             for _ in range(args.rounds):
-                times["before"].append(run_workload(python, before, body))
-                times["after"].append(run_workload(python, HERE, body))
+                times["before"].append(run_workload(python, before, name, body))
+                times["after"].append(run_workload(python, HERE, name, body))
             b, a = min(times["before"]), min(times["after"])
             spread = max(max(t) / min(t) - 1 for t in times.values())
             print(f"| {name} | {b:.4f} | {a:.4f} | {a / b:.2f} | ±{spread:.0%} |", flush=True)

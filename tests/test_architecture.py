@@ -85,7 +85,7 @@ ALLOWED: dict[str, set[str]] = {
     "sync": {"base", "runtime", "protocol", "stores", "hierarchy"},
     "zarr3": {"base", "runtime", "protocol", "stores"},
     "testing": {"base", "protocol", "stores", "sync"},
-    "top": {"base", "protocol", "stores", "hierarchy"},
+    "top": {"base", "runtime", "protocol", "stores", "hierarchy"},
 }
 
 

@@ -475,7 +475,7 @@ async def test_cancelled_set_many_leaves_each_key_old_or_new(
     before = open_fds()
     # Leave one worker token free, so the batch's parts run one after another and
     # the cancellation lands while one part is in its thread and the others wait.
-    limiter = _threads._limiter("disk")
+    limiter = _threads.capacity_limiter("disk")
     holders = [object() for _ in range(int(limiter.total_tokens) - 1)]
     for holder in holders:
         await limiter.acquire_on_behalf_of(holder)

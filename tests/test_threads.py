@@ -260,8 +260,8 @@ async def test_limiter_is_shared_by_every_store(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(threads._THREAD_LIMITS, "disk", 2)
     gate = threading.Event()
     stores = [RecordingStore({"a": b"1"}, gate=gate), RecordingStore({"a": b"1"}, gate=gate)]
-    limiter = threads._limiter("disk")
-    assert limiter is threads._limiter("disk") and limiter.total_tokens == 2
+    limiter = threads.capacity_limiter("disk")
+    assert limiter is threads.capacity_limiter("disk") and limiter.total_tokens == 2
     results: list[dict[str, bytes]] = []
 
     async def read(store: RecordingStore) -> None:
@@ -444,7 +444,7 @@ async def test_cancelled_batch_write_leaves_every_key_old_or_new(monkeypatch: py
     gate = threading.Event()
     old = {f"k{i:03d}": b"old" for i in range(64)}
     store = RecordingStore(dict(old), gate=gate)
-    limiter = threads._limiter("disk")
+    limiter = threads.capacity_limiter("disk")
     scope = anyio.CancelScope()
 
     async def write() -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -24,6 +24,9 @@ import anyio.lowlevel
 import anyio.to_thread
 
 __all__ = [
+    "capacity_limiter",
+    "gather_each",
+    "offload_each",
     "executor_hops",
     "offload",
     "offload_batch",
@@ -68,7 +71,10 @@ def set_thread_limit(resource: str, threads: int) -> None:
     _LIMITERS.setdefault(resource, anyio.lowlevel.RunVar(f"aiostore_{resource}_limiter"))
 
 
-def _limiter(resource: str) -> anyio.CapacityLimiter:
+def capacity_limiter(resource: str) -> anyio.CapacityLimiter:
+    """The current event loop's limiter for ``resource``: one per loop, sized by
+    :func:`thread_limit` (threads for blocking work, requests in flight for a
+    natively async client)."""
     var = _LIMITERS[resource]
     try:
         limiter = var.get()
@@ -119,7 +125,7 @@ async def offload(resource: str | None, fn: Callable[..., R], *args: Any) -> R:
     """Run ``fn(*args)`` in a worker thread of ``resource`` (directly if None)."""
     if resource is None:
         return fn(*args)
-    return await _hop(fn, *args, limiter=_limiter(resource))
+    return await _hop(fn, *args, limiter=capacity_limiter(resource))
 
 
 def split_batch(
@@ -170,7 +176,7 @@ async def offload_batch(
             return [(items, exc)]
     parts = split_batch(items, thread_limit(resource)) if split else [items]
     results: list[R | BaseException] = [None] * len(parts)  # type: ignore[list-item]
-    limiter = _limiter(resource)
+    limiter = capacity_limiter(resource)
 
     async def run_part(index: int, part: Sequence[T]) -> None:
         try:
@@ -185,3 +191,58 @@ async def offload_batch(
             for index, part in enumerate(parts):
                 tg.start_soon(run_part, index, part)
     return list(zip(parts, results, strict=True))
+
+
+async def gather_each(
+    resource: str, items: Sequence[T], one: Callable[[T], Awaitable[R]]
+) -> list[R | Exception]:
+    """``await one(item)`` for every item, concurrently, at most ``resource``'s limit at
+    once (requests in flight for a natively async client); each result is the value
+    or the exception it raised, in order.
+
+    >>> import anyio
+    >>> async def double(x):
+    ...     return 2 * x
+    >>> anyio.run(gather_each, "network", [1, 2, 3], double)
+    [2, 4, 6]
+    """
+    limiter = capacity_limiter(resource)
+    results: list[R | Exception] = [None] * len(items)  # type: ignore[list-item]
+
+    async def run(index: int, item: T) -> None:
+        async with limiter:
+            try:
+                results[index] = await one(item)
+            except Exception as exc:
+                results[index] = exc
+
+    async with anyio.create_task_group() as tg:
+        for index, item in enumerate(items):
+            tg.start_soon(run, index, item)
+    return results
+
+
+async def offload_each(resource: str, items: Sequence[T], one: Callable[[T], R]) -> list[R | Exception]:
+    """``one(item)`` for every item in worker threads of ``resource``, the batch split
+    over them (one hop per part); each result is the value or the exception it raised.
+
+    >>> import anyio
+    >>> anyio.run(offload_each, "network", ["1", "x"], int)
+    [1, ValueError("invalid literal for int() with base 10: 'x'")]
+    """
+
+    def part(chunk: Sequence[T]) -> list[R | Exception]:
+        out: list[R | Exception] = []
+        for item in chunk:
+            try:
+                out.append(one(item))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    results: list[R | Exception] = []
+    for _, result in await offload_batch(resource, part, items):
+        if isinstance(result, BaseException):
+            raise result
+        results.extend(result)
+    return results

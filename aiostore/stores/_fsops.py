@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 from collections.abc import Iterator
 
@@ -15,6 +16,7 @@ from aiostore.abc import Buffer
 
 __all__ = [
     "MISSING",
+    "fs_path",
     "TEMP_PREFIX",
     "below_value",
     "move",
@@ -159,3 +161,24 @@ def move(root: str, src_path: str, dst_path: str, src: str, dst: str) -> None:
         except OSError:
             break
         parent = os.path.dirname(parent)
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def fs_path(path: str | os.PathLike[str], store: str) -> str:
+    """``path`` made absolute; a path that looks like a URL (``scheme://``) is
+    refused, pointing to :func:`aiostore.open_store` (a file store would otherwise
+    make a local folder named ``s3:``).
+
+    >>> fs_path("s3://bucket/x", "DirectoryStore")
+    Traceback (most recent call last):
+    ...
+    ValueError: DirectoryStore takes a file-system path, not the URL 's3://bucket/x': use aiostore.open_store('s3://bucket/x')
+    """
+    text = os.fspath(path)
+    if isinstance(text, str) and _URL.match(text):
+        raise ValueError(
+            f"{store} takes a file-system path, not the URL {text!r}: use aiostore.open_store({text!r})"
+        )
+    return os.path.abspath(text)

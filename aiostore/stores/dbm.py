@@ -30,6 +30,7 @@ from typing import Any, cast
 from aiostore.abc import BlockingStore, Buffer, Request, delete_each, read_each, write_each
 from aiostore.errors import ClosedStoreError
 from aiostore.keys import parent_prefix
+from aiostore.stores._fsops import fs_path
 
 __all__ = ["DBMStore"]
 
@@ -121,7 +122,7 @@ class DBMStore(BlockingStore):
             import dbm  # the standard library's, not this module (absolute import)
 
             open = cast(DBMOpen, dbm.open)
-        self.path = os.path.abspath(os.fspath(path))
+        self.path = fs_path(path, type(self).__name__)
         self.flag = flag
         self.mode = mode
         self.open: DBMOpen = open

@@ -42,7 +42,7 @@ from aiostore.abc import BlockingStore, Buffer, ByteRange, Request, Store, write
 from aiostore.errors import BatchWriteError
 from aiostore.keys import key_to_fs_path, normalize_path
 from aiostore.stores._fsops import MISSING as _MISSING
-from aiostore.stores._fsops import TEMP_PREFIX, move, remove, walk, write_atomically
+from aiostore.stores._fsops import TEMP_PREFIX, fs_path, move, remove, walk, write_atomically
 
 __all__ = ["DirectoryStore", "TEMP_PREFIX"]
 
@@ -173,7 +173,7 @@ class DirectoryStore(BlockingStore):
         super().__init__(
             read_only=read_only, dimension_separator=dimension_separator, normalize_keys=normalize_keys
         )
-        root = os.path.abspath(os.fspath(path))
+        root = fs_path(path, type(self).__name__)
         if os.path.exists(root) and not os.path.isdir(root):
             raise ValueError(f"path exists but is not a directory: {root!r}")
         #: The store's root directory, absolute.

@@ -37,6 +37,7 @@ import lmdb  # the py-lmdb package: imports are absolute, so not this module
 from aiostore.abc import BlockingStore, Buffer, Request
 from aiostore.errors import BatchWriteError, ClosedStoreError
 from aiostore.keys import parent_prefix
+from aiostore.stores._fsops import fs_path
 from aiostore.stores._lmdbenv import SharedEnv, acquire_env, release_env
 
 __all__ = ["LMDBStore"]
@@ -151,7 +152,7 @@ class LMDBStore(BlockingStore):
         kwargs.setdefault("max_spare_txns", os.cpu_count() or 1)
         if read_only:
             kwargs["readonly"] = True
-        self.path = os.path.abspath(os.fspath(path))
+        self.path = fs_path(path, type(self).__name__)
         self.buffers = bool(buffers)
         self.kwargs = kwargs
         if not read_only and kwargs.get("create", True):

@@ -46,6 +46,7 @@ from aiostore._runtime.offload import offload
 from aiostore.abc import BlockingStore, Buffer, ByteRange, Request, child_name, closing_scope
 from aiostore.errors import BatchWriteError, ClosedStoreError
 from aiostore.keys import parent_prefix
+from aiostore.stores._fsops import fs_path
 from aiostore.stores._zipread import EntryReader, newest_entries
 
 __all__ = ["ZipStore"]
@@ -136,7 +137,7 @@ class ZipStore(BlockingStore):
         if mode not in ("r", "w", "a", "x"):
             raise ValueError(f"ZipStore mode must be 'r', 'w', 'a' or 'x', not {mode!r}")
         super().__init__(read_only=mode == "r", dimension_separator=dimension_separator)
-        self.path = os.path.abspath(os.fspath(path))
+        self.path = fs_path(path, type(self).__name__)
         self.compression = compression
         self.allowZip64 = allowZip64
         self.mode = mode

@@ -26,6 +26,7 @@ from aiostore.sync._hierarchy import (
     rename,
     rmdir,
 )
+from aiostore.sync._open import open_store
 from aiostore.sync._store import SyncStore, as_sync_store
 from aiostore.sync._twins import (
     DBMStore,
@@ -36,6 +37,7 @@ from aiostore.sync._twins import (
     MappingStore,
     MemoryStore,
     NestedDirectoryStore,
+    ObjectStore,
     TempStore,
     ZipStore,
 )
@@ -53,6 +55,8 @@ __all__ = [
     "NestedDirectoryStore",
     "TempStore",
     "LRUStoreCache",
+    "ObjectStore",
+    "open_store",
     "init_array",
     "init_group",
     "contains_array",

@@ -18,6 +18,7 @@ from aiostore.stores import lmdb as _lmdb
 from aiostore.stores import mapping as _mapping
 from aiostore.stores import memory as _memory
 from aiostore.stores import nested as _nested
+from aiostore.stores import objectstore as _objectstore
 from aiostore.stores import temp as _temp
 from aiostore.stores import zip as _zip
 from aiostore.stores.cache import store as _cache
@@ -34,7 +35,9 @@ __all__ = [
     "MappingStore",
     "MemoryStore",
     "NestedDirectoryStore",
+    "ObjectStore",
     "TempStore",
+    "as_twin",
     "ZipStore",
 ]
 
@@ -272,3 +275,66 @@ class LRUStoreCache(SyncStore[_cache.LRUStoreCache]):
                 prefetch_batch_size=prefetch_batch_size,
             )
         )
+
+
+class ObjectStore(SyncStore[_objectstore.ObjectStore]):
+    """Sync twin of :class:`aiostore.ObjectStore` (same parameters): object storage for zarr 2.
+
+    Its calls run the async store's on aiostore's background event loop, so a
+    ``getitems`` of many keys is that many concurrent requests.
+
+    >>> store = ObjectStore("memory:///")
+    >>> store.setitems({"a/0": b"x", "a/1": b"y"})
+    >>> store.getitems(["a/0", "a/1", "b"], contexts={}), store.listdir("a")
+    ({'a/0': b'x', 'a/1': b'y'}, ['0', '1'])
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        read_only: bool = False,
+        dimension_separator: str | None = None,
+        allow_http: bool | None = None,
+        timeout: str | None = None,
+        connect_timeout: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            _objectstore.ObjectStore(
+                store,
+                read_only=read_only,
+                dimension_separator=dimension_separator,
+                allow_http=allow_http,
+                timeout=timeout,
+                connect_timeout=connect_timeout,
+                **options,
+            )
+        )
+
+
+_TWINS: dict[type, type[SyncStore[Any]]] = {
+    _memory.MemoryStore: MemoryStore,
+    _mapping.MappingStore: MappingStore,
+    _zip.ZipStore: ZipStore,
+    _dbm.DBMStore: DBMStore,
+    _lmdb.LMDBStore: LMDBStore,
+    _directory.DirectoryStore: DirectoryStore,
+    _nested.NestedDirectoryStore: NestedDirectoryStore,
+    _temp.TempStore: TempStore,
+    _cache.LRUStoreCache: LRUStoreCache,
+    _objectstore.ObjectStore: ObjectStore,
+}
+
+
+def as_twin(store: Any) -> SyncStore[Any]:
+    """The sync twin of an async store (a :class:`SyncStore` for a class with none).
+
+    >>> import aiostore
+    >>> as_twin(aiostore.MemoryStore())
+    MemoryStore(MemoryStore())
+    """
+    cls = _TWINS.get(type(store), SyncStore)
+    twin = cls.__new__(cls)
+    SyncStore.__init__(twin, store)
+    return twin

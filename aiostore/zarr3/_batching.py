@@ -57,7 +57,7 @@ def asyncio_running() -> bool:
 
 def fast_hops() -> AbstractContextManager[None]:
     """:func:`~aiostore._runtime.offload.executor_hops` inside a running asyncio loop;
-    nothing elsewhere (under trio, or driven inline by the sync side).
+    nothing elsewhere (under trio, or with no event loop running).
 
     >>> with fast_hops():
     ...     pass

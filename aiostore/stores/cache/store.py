@@ -12,15 +12,11 @@ one by one finds them in memory, or in flight, when it gets there.
 
 Where things run
 ----------------
-Async callers run the cache in their own event loop. The sync twin
-:class:`aiostore.sync.LRUStoreCache` drives it inline, in the caller's thread,
-whatever the store: a hit is a dict lookup under a lock, with no event loop and
-no thread hop. Only the calls that reach the store go elsewhere when they must:
-a natively async store's (an object store's) run on aiostore's background event
-loop (:mod:`aiostore._runtime.portal`); a blocking store's run in the caller's thread.
-Prefetching needs background tasks, so it always runs on that background loop,
-whichever side called :meth:`~LRUStoreCache.prefetch`; readers in any thread
-or loop can wait for what it fetches.
+Async callers run the cache in their own event loop. Sync callers (the
+``*_sync`` methods, :class:`aiostore.sync.LRUStoreCache`) are served hits in
+their own thread, a dict lookup under a lock, and write through the store's
+``*_sync`` methods; a sync miss runs the async read path, single-flight and
+all, on aiostore's background loop, where prefetching also runs.
 
 Examples
 --------
@@ -217,16 +213,23 @@ class LRUStoreCache(Store):
         if not isinstance(keys, list | tuple):
             check_key_collection(keys)
             keys = list(keys)
+        found = self._all_hits(keys)
+        if found is not None:
+            return found
+        # Some misses: look every key up again, normalized, and fetch the misses.
+        return await super().get_many(keys)
+
+    def _all_hits(self, keys: list[str] | tuple[str, ...]) -> dict[str, bytes] | None:
+        """The fast path of both sides: ``{key: value}`` if every key, as given, is
+        cached (C-level loops, no key gate: a cached key passed it when cached)."""
         try:
             with self._lock:
                 found = self._lru.read_all_locked(keys)
                 if found is not None:
                     self.hits += len(found)
-                    return found
-        except TypeError:  # an unhashable key: the key gate below names it
-            return await super().get_many(keys)
-        # Some misses: look every key up again, normalized, and fetch the misses.
-        return await super().get_many(keys)
+                return found
+        except TypeError:  # an unhashable key: the key gate names it
+            return None
 
     async def _get(self, key: str, byte_range: ByteRange | None) -> bytes:
         if byte_range is None:
@@ -337,6 +340,12 @@ class LRUStoreCache(Store):
         """Blocking :meth:`get_many`: hits from memory in the caller's thread; the
         misses, if any, in one fetch on the background loop."""
         check_open(self)
+        if not isinstance(keys, list | tuple):
+            check_key_collection(keys)
+            keys = list(keys)
+        hits = self._all_hits(keys)
+        if hits is not None:
+            return hits
         normalized = self.check_keys(keys)
         with self._lock:
             found = self._lru.read_present_locked(normalized)
@@ -377,18 +386,15 @@ class LRUStoreCache(Store):
     def prefetch(self, keys: Iterable[str]) -> int:
         """Start fetching ``keys`` in the background and return at once.
 
-        Keys already cached, in flight or queued are skipped. Up to
-        ``prefetch_concurrency`` batches of ``prefetch_batch_size`` keys are
-        fetched at a time, on aiostore's background event loop, so this works
-        the same from async code and from sync code. While the values fetched
-        and not yet read fill ``max_size``, prefetching waits for readers (and
-        the waiting workers keep the cache alive until :meth:`aclose`); values
-        already read are evicted before those not read yet.
-
-        A read of a key being fetched waits for that fetch; a read of a key
-        still queued fetches it at once. A failed background fetch is counted in
-        :attr:`prefetch_errors` and never raised; a later read of its keys
-        fetches them again. :meth:`aclose` stops the background work.
+        Keys cached, in flight or queued are skipped. Up to ``prefetch_concurrency``
+        batches of ``prefetch_batch_size`` keys are fetched at a time, on
+        aiostore's background loop (from async and sync code alike). While the
+        values fetched and not yet read fill ``max_size``, prefetching waits for
+        readers; values already read are evicted before those not read yet. A
+        read of a key being fetched waits for that fetch; of a key still queued,
+        fetches it at once. A failed background fetch is counted in
+        :attr:`prefetch_errors`, never raised; a later read fetches its keys
+        again. :meth:`aclose` stops the background work.
 
         Returns
         -------

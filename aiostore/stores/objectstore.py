@@ -1,0 +1,417 @@
+"""ObjectStore: a store in object storage, over obstore.
+
+S3 and S3-compatible services, Azure Blob, Google Cloud Storage, HTTP(S)
+(read-only), and obstore's local and in-memory stores: whatever
+``obstore.store.from_url`` builds. obstore does the HTTP, the credentials, the
+retries and the timeouts (its ``client_options`` and ``retry_config``); this
+module maps the store protocol onto it.
+
+How requests run, and why:
+
+* **Concurrent batches.** ``get_many``, ``get_ranges``, ``set_many`` and
+  ``delete_many`` run their requests concurrently, bounded by the process-wide
+  ``"network"`` limit (:func:`aiostore.set_request_limit`): a request costs
+  milliseconds, so overlap, not batching into threads, is what pays. Bulk
+  deletes use the service's batch delete (obstore's ``delete`` of a list).
+* **No thread hop under asyncio.** obstore's async API is awaited directly. Under
+  trio (which obstore's async API does not support) the blocking API runs in
+  worker threads, a batch split over them. The sync side (``*_sync``, and
+  :class:`aiostore.sync.ObjectStore`) runs the async methods on aiostore's
+  background asyncio loop, so a ``getitems`` of 1,000 keys is 1,000 concurrent
+  requests, not a loop of round trips.
+* **Paths.** A key is an object path below the store's prefix (the URL's path).
+  ``listdir`` lists with a delimiter: one level, never the whole bucket.
+
+Examples
+--------
+>>> import anyio
+>>> async def main():
+...     async with ObjectStore("memory:///") as store:
+...         await store.set_many({"a/0": b"x", "a/1": b"yz", ".zgroup": b"{}"})
+...         print(await store.listdir(), await store.get("a/1", byte_range=(-1, None)))
+>>> anyio.run(main)
+['.zgroup', 'a'] b'z'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import urllib.parse
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, TypeVar
+
+import sniffio
+
+from aiostore._runtime.offload import gather_each, offload, offload_each
+from aiostore.abc import Buffer, ByteRange, Request, Store
+from aiostore.errors import BatchWriteError
+from aiostore.keys import parent_prefix
+
+__all__ = ["ObjectStore"]
+
+T = TypeVar("T")
+
+#: Keys per request of a bulk delete (S3's limit for one DeleteObjects call).
+_DELETE_CHUNK = 1000
+
+
+def _obstore() -> Any:
+    try:
+        import obstore
+    except ImportError:  # pragma: no cover - depends on the installed extras
+        raise ImportError("aiostore.ObjectStore needs obstore: pip install 'aiostore[objectstore]'") from None
+    return obstore
+
+
+def _public_url(url: str) -> str:
+    """``url`` without user info, query or fragment (where credentials may hide)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _get_options(byte_range: ByteRange) -> dict[str, Any]:
+    start, stop = byte_range
+    if start < 0:
+        return {"range": {"suffix": -start}}
+    if stop is None:
+        return {"range": {"offset": start}}
+    return {"range": (start, stop)}
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of obstore's message (the rest is a debug dump of its internals)."""
+    return str(exc).strip().split("\n", 1)[0]
+
+
+def _range_not_satisfiable(exc: BaseException) -> bool:
+    """A ranged read whose start lies past the end of the object (HTTP 416)."""
+    text = str(exc)
+    return "416" in text or "Range Not Satisfiable" in text or "InvalidRange" in text
+
+
+class ObjectStore(Store):
+    """A store in object storage (S3, Azure Blob, GCS, HTTP(S), obstore's local and memory stores).
+
+    Parameters
+    ----------
+    store : str or obstore store
+        A URL (``s3://bucket/prefix``, ``az://account/container``, ``abfs://...``,
+        ``gs://bucket``, ``https://host/path``, ``file:///path``, ``memory:///``)
+        or a store built with ``obstore.store`` (``S3Store(...)`` ...).
+    read_only : bool
+        Refuse writes and deletes. HTTP(S) stores are always read-only.
+    dimension_separator : {".", "/"}, optional
+    allow_http, timeout, connect_timeout : optional
+        Shortcuts for obstore's ``client_options`` of those names (a timeout is a
+        string such as ``"30s"``): with a timeout, a store that is down or
+        unreachable fails within it (times obstore's retries).
+    **options
+        Passed to ``obstore.store.from_url`` as they are: ``config`` (credentials,
+        ``endpoint``, ``region`` ...), ``client_options``, ``retry_config``,
+        ``credential_provider`` and store-specific keywords. Only with a URL.
+
+    Notes
+    -----
+    ``rename`` copies every object, then deletes the originals: it is not atomic,
+    and a failure part-way leaves both copies of some objects. Missing keys raise
+    ``KeyError`` and refused access ``PermissionError``, each naming the key and
+    the store's location; other service errors are ``OSError`` with obstore's error
+    as the cause. The store pickles (for dask and multiprocessing) and, in a forked
+    child, rebuilds its client; credentials never appear in ``repr`` or errors.
+
+    Examples
+    --------
+    >>> store = ObjectStore("s3://bucket/data.zarr", config={"region": "us-east-1"}, allow_http=True)
+    >>> store
+    ObjectStore('s3://bucket/data.zarr')
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        read_only: bool = False,
+        dimension_separator: str | None = None,
+        allow_http: bool | None = None,
+        timeout: str | None = None,
+        connect_timeout: str | None = None,
+        **options: Any,
+    ) -> None:
+        obstore = _obstore()
+        client_options = dict(options.pop("client_options", None) or {})
+        for name, value in (
+            ("allow_http", allow_http),
+            ("timeout", timeout),
+            ("connect_timeout", connect_timeout),
+        ):
+            if value is not None:
+                client_options[name] = value
+        if isinstance(store, str):
+            self._location = _public_url(store)
+            if client_options:
+                options["client_options"] = client_options
+            self._options = options
+            self._url: str | None = store
+            client = obstore.store.from_url(store, **options)
+        else:
+            if options or client_options:
+                raise TypeError("options are for a URL; an obstore store is used as it is built")
+            self._location = repr(store)
+            self._options = {}
+            self._url = None
+            client = store
+        http = self._location.startswith(("http://", "https://")) or type(client).__name__ == "HTTPStore"
+        super().__init__(read_only=read_only or http, dimension_separator=dimension_separator)
+        self._client = client
+        self._pid = os.getpid()
+
+    @property
+    def location(self) -> str:
+        """Where the store is: its URL without credentials, or the obstore store's repr."""
+        return self._location
+
+    @property
+    def client(self) -> Any:
+        """The obstore store; rebuilt (from its pickle) first in a forked child."""
+        if self._pid != os.getpid():
+            self._client = pickle.loads(pickle.dumps(self._client))
+            self._pid = os.getpid()
+        return self._client
+
+    # -- errors ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _errors(self, key: str) -> Iterator[None]:
+        """Map obstore's errors for ``key`` onto the protocol's, naming key and store."""
+        errors = _obstore().exceptions
+        try:
+            yield
+        except (FileNotFoundError, errors.NotFoundError):  # obstore raises the built-in one
+            raise KeyError(key) from None
+        except (PermissionError, errors.PermissionDeniedError, errors.UnauthenticatedError) as exc:
+            raise PermissionError(
+                f"access to {key!r} in {self._location} was refused: {_first_line(exc)}"
+            ) from exc
+        except (OSError, errors.BaseError) as exc:
+            raise OSError(
+                f"{type(exc).__name__} for {key!r} in {self._location}: {_first_line(exc)}"
+            ) from exc
+
+    # -- one request, async (asyncio) and blocking (trio's worker threads) ---------
+    async def _read_async(self, key: str, byte_range: ByteRange | None) -> bytes:
+        obstore = _obstore()
+        if byte_range is not None and byte_range[1] is not None and byte_range[1] <= byte_range[0]:
+            await self._head_async(key)  # an empty range of a missing key is still missing
+            return b""
+        with self._errors(key):
+            try:
+                options = None if byte_range is None else _get_options(byte_range)
+                result = await obstore.get_async(self.client, key, options=options)
+                return bytes(await result.bytes_async())
+            except (OSError, obstore.exceptions.BaseError) as exc:
+                if byte_range is None or not _range_not_satisfiable(exc):
+                    raise
+        await self._head_async(key)  # a start past the end: empty, as slicing is
+        return b""
+
+    def _read_blocking(self, key: str, byte_range: ByteRange | None) -> bytes:
+        obstore = _obstore()
+        if byte_range is not None and byte_range[1] is not None and byte_range[1] <= byte_range[0]:
+            self._head_blocking(key)
+            return b""
+        with self._errors(key):
+            try:
+                options = None if byte_range is None else _get_options(byte_range)
+                return bytes(obstore.get(self.client, key, options=options).bytes())
+            except (OSError, obstore.exceptions.BaseError) as exc:
+                if byte_range is None or not _range_not_satisfiable(exc):
+                    raise
+        self._head_blocking(key)
+        return b""
+
+    async def _head_async(self, key: str) -> int:
+        with self._errors(key):
+            return int((await _obstore().head_async(self.client, key))["size"])
+
+    def _head_blocking(self, key: str) -> int:
+        with self._errors(key):
+            return int(_obstore().head(self.client, key)["size"])
+
+    async def _write_async(self, key: str, value: Buffer) -> None:
+        with self._errors(key):
+            await _obstore().put_async(self.client, key, bytes(value))
+
+    def _write_blocking(self, key: str, value: Buffer) -> None:
+        with self._errors(key):
+            _obstore().put(self.client, key, bytes(value))
+
+    # -- running many requests ------------------------------------------------------
+    @staticmethod
+    def _asyncio() -> bool:
+        return sniffio.current_async_library() == "asyncio"
+
+    async def _read_all(self, requests: Sequence[Request]) -> list[bytes | Exception]:
+        if self._asyncio():
+            return await gather_each("network", requests, lambda r: self._read_async(*r))
+        return await offload_each("network", requests, lambda r: self._read_blocking(*r))
+
+    # -- the store hooks ------------------------------------------------------------
+    async def _get(self, key: str, byte_range: ByteRange | None) -> bytes:
+        if self._asyncio():
+            return await self._read_async(key, byte_range)
+        return await offload("network", self._read_blocking, key, byte_range)
+
+    async def _get_ranges(self, requests: list[Request]) -> list[bytes | None]:
+        values: list[bytes | None] = []
+        for result in await self._read_all(requests):
+            if isinstance(result, KeyError):
+                values.append(None)
+            elif isinstance(result, Exception):
+                raise result
+            else:
+                values.append(result)
+        return values
+
+    async def _get_many(self, keys: list[str]) -> dict[str, bytes]:
+        values = await self._get_ranges([(key, None) for key in keys])
+        return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
+
+    async def _set(self, key: str, value: Buffer) -> None:
+        if self._asyncio():
+            await self._write_async(key, value)
+        else:
+            await offload("network", self._write_blocking, key, value)
+
+    async def _set_many(self, items: list[tuple[str, Buffer]]) -> None:
+        if self._asyncio():
+            results = await gather_each("network", items, lambda item: self._write_async(*item))
+        else:
+            results = await offload_each("network", items, lambda item: self._write_blocking(*item))
+        failed = {key: r for (key, _), r in zip(items, results, strict=True) if isinstance(r, Exception)}
+        if failed:
+            raise BatchWriteError(failed)
+
+    async def _delete(self, key: str) -> None:
+        if not await self._contains(key):  # a service's delete of a missing object succeeds
+            raise KeyError(key)
+        await self._delete_many([key])
+
+    async def _delete_many(self, keys: list[str]) -> None:
+        obstore = _obstore()
+        chunks = [keys[i : i + _DELETE_CHUNK] for i in range(0, len(keys), _DELETE_CHUNK)]
+        for chunk in chunks:
+            with self._errors(chunk[0]):
+                if self._asyncio():
+                    await obstore.delete_async(self.client, chunk)
+                else:
+                    await offload("network", obstore.delete, self.client, chunk)
+
+    async def _contains(self, key: str) -> bool:
+        try:
+            if self._asyncio():
+                await self._head_async(key)
+            else:
+                await offload("network", self._head_blocking, key)
+        except KeyError:
+            return False
+        return True
+
+    async def _list(self, prefix: str) -> AsyncIterator[str]:
+        # obstore lists whole path segments: list the directory the prefix is in,
+        # then keep the keys that start with the prefix itself.
+        directory = prefix.rpartition("/")[0]
+        stream = _obstore().list(self.client, directory or None)
+        with self._errors(directory):
+            if self._asyncio():
+                async for chunk in stream:
+                    for meta in chunk:
+                        if meta["path"].startswith(prefix):
+                            yield meta["path"]
+                return
+            while True:
+                chunk = await offload("network", next, stream, None)
+                if chunk is None:
+                    return
+                for meta in chunk:
+                    if meta["path"].startswith(prefix):
+                        yield meta["path"]
+
+    async def _list_level(self, path: str) -> dict[str, Any]:
+        obstore = _obstore()
+        with self._errors(path):
+            if self._asyncio():
+                return dict(await obstore.list_with_delimiter_async(self.client, path or None))
+            return dict(await offload("network", obstore.list_with_delimiter, self.client, path or None))
+
+    async def _listdir(self, path: str) -> list[str]:
+        level = await self._list_level(path)
+        cut = len(parent_prefix(path))
+        names = {p.rstrip("/")[cut:] for p in level["common_prefixes"]}
+        names.update(meta["path"][cut:] for meta in level["objects"])
+        return sorted(name for name in names if name)
+
+    async def _getsize(self, path: str) -> int:
+        if path:
+            try:
+                if self._asyncio():
+                    return await self._head_async(path)
+                return await offload("network", self._head_blocking, path)
+            except KeyError:
+                pass
+        level = await self._list_level(path)
+        return sum(int(meta["size"]) for meta in level["objects"])
+
+    async def _rmdir(self, path: str) -> None:
+        await self._delete_many([key async for key in self._list(parent_prefix(path))])
+
+    async def _rename(self, src: str, dst: str) -> None:
+        # Copy everything, then delete the originals: not atomic (object stores have
+        # no rename), but nothing is lost if it fails part-way.
+        obstore = _obstore()
+        keys = [key async for key in self._list(parent_prefix(src))]
+        if await self._contains(src):
+            keys.append(src)
+
+        async def copy(key: str) -> None:
+            with self._errors(key):
+                target = dst + key[len(src) :]
+                if self._asyncio():
+                    await obstore.copy_async(self.client, key, target)
+                else:
+                    await offload("network", obstore.copy, self.client, key, target)
+
+        for result in await gather_each("network", keys, copy):
+            if isinstance(result, Exception):
+                raise result
+        await self._delete_many(keys)
+
+    # -- identity and pickling ------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "client": self._client,
+            "location": self._location,
+            "url": self._url,
+            "options": self._options,
+            "read_only": self._read_only,
+            "dimension_separator": self._dimension_separator,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        Store.__init__(self, read_only=state["read_only"], dimension_separator=state["dimension_separator"])
+        self._client = state["client"]
+        self._location = state["location"]
+        self._url = state["url"]
+        self._options = state["options"]
+        self._pid = os.getpid()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ObjectStore) and self.location == other.location
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ObjectStore({self._location!r})"
