@@ -69,14 +69,14 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def zarr2(session: nox.Session) -> None:
     """The sync stores under zarr 2.18: its own store suites and the seed's examples."""
-    session.install("-e", ".", *TEST_DEPS, *ZARR2_DEPS)
+    session.install("-e", ".", *TEST_DEPS, *ZARR2_DEPS, "dask[array,distributed]")
     session.run("pytest", "tests/zarr2", *session.posargs)
 
 
 @nox.session(python=_python312())
 def zarr3(session: nox.Session) -> None:
     """The zarr 3 adapter under the newest zarr 3, with zarr's own StoreTests and its doctests."""
-    session.install("-e", ".", *TEST_DEPS, "zarr>=3,<4", "xarray", "dask")
+    session.install("-e", ".", *TEST_DEPS, "zarr>=3,<4", "xarray", "dask[array,distributed]")
     session.run("pytest", "tests/zarr3", "--doctest-modules", "aiostore/zarr3", *session.posargs)
 
 

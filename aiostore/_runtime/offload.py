@@ -159,6 +159,7 @@ async def offload_batch(
     items: Sequence[T],
     *,
     split: bool = True,
+    min_part_size: int = MIN_KEYS_PER_PART,
 ) -> list[tuple[Sequence[T], R | BaseException]]:
     """Run ``fn`` over parts of ``items`` in worker threads, one hop per part.
 
@@ -174,7 +175,7 @@ async def offload_batch(
             return [(items, fn(items))]
         except Exception as exc:
             return [(items, exc)]
-    parts = split_batch(items, thread_limit(resource)) if split else [items]
+    parts = split_batch(items, thread_limit(resource), min_part_size=min_part_size) if split else [items]
     results: list[R | BaseException] = [None] * len(parts)  # type: ignore[list-item]
     limiter = capacity_limiter(resource)
 
@@ -224,7 +225,9 @@ async def gather_each(
 
 async def offload_each(resource: str, items: Sequence[T], one: Callable[[T], R]) -> list[R | Exception]:
     """``one(item)`` for every item in worker threads of ``resource``, the batch split
-    over them (one hop per part); each result is the value or the exception it raised.
+    over as many of them as it has items (one hop per part: each item may wait on the
+    network, so they wait side by side); each result is the value or the exception
+    it raised.
 
     >>> import anyio
     >>> anyio.run(offload_each, "network", ["1", "x"], int)
@@ -241,7 +244,7 @@ async def offload_each(resource: str, items: Sequence[T], one: Callable[[T], R])
         return out
 
     results: list[R | Exception] = []
-    for _, result in await offload_batch(resource, part, items):
+    for _, result in await offload_batch(resource, part, items, min_part_size=1):
         if isinstance(result, BaseException):
             raise result
         results.extend(result)

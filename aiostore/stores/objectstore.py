@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -48,6 +47,14 @@ from aiostore._runtime.offload import gather_each, offload, offload_each
 from aiostore.abc import Buffer, ByteRange, Request, Store
 from aiostore.errors import BatchWriteError
 from aiostore.keys import parent_prefix
+from aiostore.stores._objectcalls import (
+    first_line,
+    get_options,
+    obstore_module,
+    public_url,
+    range_not_satisfiable,
+    refused,
+)
 
 __all__ = ["ObjectStore"]
 
@@ -55,43 +62,8 @@ T = TypeVar("T")
 
 #: Keys per request of a bulk delete (S3's limit for one DeleteObjects call).
 _DELETE_CHUNK = 1000
-
-
-def _obstore() -> Any:
-    try:
-        import obstore
-    except ImportError:  # pragma: no cover - depends on the installed extras
-        raise ImportError("aiostore.ObjectStore needs obstore: pip install 'aiostore[objectstore]'") from None
-    return obstore
-
-
-def _public_url(url: str) -> str:
-    """``url`` without user info, query or fragment (where credentials may hide)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def _get_options(byte_range: ByteRange) -> dict[str, Any]:
-    start, stop = byte_range
-    if start < 0:
-        return {"range": {"suffix": -start}}
-    if stop is None:
-        return {"range": {"offset": start}}
-    return {"range": (start, stop)}
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of obstore's message (the rest is a debug dump of its internals)."""
-    return str(exc).strip().split("\n", 1)[0]
-
-
-def _range_not_satisfiable(exc: BaseException) -> bool:
-    """A ranged read whose start lies past the end of the object (HTTP 416)."""
-    text = str(exc)
-    return "416" in text or "Range Not Satisfiable" in text or "InvalidRange" in text
+#: The process whose obstore runtime has made requests (it does not survive fork).
+_REQUESTS_FROM: int | None = None
 
 
 class ObjectStore(Store):
@@ -121,8 +93,10 @@ class ObjectStore(Store):
     and a failure part-way leaves both copies of some objects. Missing keys raise
     ``KeyError`` and refused access ``PermissionError``, each naming the key and
     the store's location; other service errors are ``OSError`` with obstore's error
-    as the cause. The store pickles (for dask and multiprocessing) and, in a forked
-    child, rebuilds its client; credentials never appear in ``repr`` or errors.
+    as the cause. Credentials never appear in ``repr`` or errors. The store pickles,
+    so dask and ``spawn``/``forkserver`` processes use it; in a process forked from
+    one that had already made requests it raises ``RuntimeError`` rather than hang
+    (obstore's runtime does not survive ``fork``, see :attr:`client`).
 
     Examples
     --------
@@ -142,7 +116,7 @@ class ObjectStore(Store):
         connect_timeout: str | None = None,
         **options: Any,
     ) -> None:
-        obstore = _obstore()
+        obstore = obstore_module()
         client_options = dict(options.pop("client_options", None) or {})
         for name, value in (
             ("allow_http", allow_http),
@@ -152,7 +126,7 @@ class ObjectStore(Store):
             if value is not None:
                 client_options[name] = value
         if isinstance(store, str):
-            self._location = _public_url(store)
+            self._location = public_url(store)
             if client_options:
                 options["client_options"] = client_options
             self._options = options
@@ -177,77 +151,95 @@ class ObjectStore(Store):
 
     @property
     def client(self) -> Any:
-        """The obstore store; rebuilt (from its pickle) first in a forked child."""
-        if self._pid != os.getpid():
+        """The obstore store; rebuilt (from its pickle) first in a forked child.
+
+        obstore runs its requests on one runtime per process, which does not
+        survive ``fork`` once it has started: in a child forked after this process
+        made a request, a request would hang forever. That case raises
+        :class:`RuntimeError` instead (use the ``spawn`` or ``forkserver`` start
+        method, or dask, which pickles the store into fresh processes).
+        """
+        global _REQUESTS_FROM
+        pid = os.getpid()
+        if _REQUESTS_FROM is not None and _REQUESTS_FROM != pid:
+            raise RuntimeError(
+                f"{self!r} cannot make requests in this process: it was forked from one "
+                "that had already made object-store requests, and obstore's runtime does not "
+                "survive fork (a request would hang); start worker processes with the "
+                "'spawn' or 'forkserver' method instead"
+            )
+        _REQUESTS_FROM = pid
+        if self._pid != pid:
             self._client = pickle.loads(pickle.dumps(self._client))
-            self._pid = os.getpid()
+            self._pid = pid
         return self._client
 
     # -- errors ------------------------------------------------------------------
     @contextlib.contextmanager
     def _errors(self, key: str) -> Iterator[None]:
         """Map obstore's errors for ``key`` onto the protocol's, naming key and store."""
-        errors = _obstore().exceptions
+        errors = obstore_module().exceptions
         try:
             yield
         except (FileNotFoundError, errors.NotFoundError):  # obstore raises the built-in one
             raise KeyError(key) from None
         except (PermissionError, errors.PermissionDeniedError, errors.UnauthenticatedError) as exc:
-            raise PermissionError(
-                f"access to {key!r} in {self._location} was refused: {_first_line(exc)}"
-            ) from exc
+            raise self._refusal(key, exc) from exc
         except (OSError, errors.BaseError) as exc:
-            raise OSError(
-                f"{type(exc).__name__} for {key!r} in {self._location}: {_first_line(exc)}"
-            ) from exc
+            if refused(exc):  # obstore reports a refused listing as a generic error
+                raise self._refusal(key, exc) from exc
+            raise OSError(f"{type(exc).__name__} for {key!r} in {self._location}: {first_line(exc)}") from exc
+
+    def _refusal(self, key: str, exc: BaseException) -> PermissionError:
+        return PermissionError(f"access to {key!r} in {self._location} was refused: {first_line(exc)}")
 
     # -- one request, async (asyncio) and blocking (trio's worker threads) ---------
     async def _read_async(self, key: str, byte_range: ByteRange | None) -> bytes:
-        obstore = _obstore()
+        obstore = obstore_module()
         if byte_range is not None and byte_range[1] is not None and byte_range[1] <= byte_range[0]:
             await self._head_async(key)  # an empty range of a missing key is still missing
             return b""
         with self._errors(key):
             try:
-                options = None if byte_range is None else _get_options(byte_range)
+                options = None if byte_range is None else get_options(byte_range)
                 result = await obstore.get_async(self.client, key, options=options)
                 return bytes(await result.bytes_async())
             except (OSError, obstore.exceptions.BaseError) as exc:
-                if byte_range is None or not _range_not_satisfiable(exc):
+                if byte_range is None or not range_not_satisfiable(exc):
                     raise
         await self._head_async(key)  # a start past the end: empty, as slicing is
         return b""
 
     def _read_blocking(self, key: str, byte_range: ByteRange | None) -> bytes:
-        obstore = _obstore()
+        obstore = obstore_module()
         if byte_range is not None and byte_range[1] is not None and byte_range[1] <= byte_range[0]:
             self._head_blocking(key)
             return b""
         with self._errors(key):
             try:
-                options = None if byte_range is None else _get_options(byte_range)
+                options = None if byte_range is None else get_options(byte_range)
                 return bytes(obstore.get(self.client, key, options=options).bytes())
             except (OSError, obstore.exceptions.BaseError) as exc:
-                if byte_range is None or not _range_not_satisfiable(exc):
+                if byte_range is None or not range_not_satisfiable(exc):
                     raise
         self._head_blocking(key)
         return b""
 
     async def _head_async(self, key: str) -> int:
         with self._errors(key):
-            return int((await _obstore().head_async(self.client, key))["size"])
+            return int((await obstore_module().head_async(self.client, key))["size"])
 
     def _head_blocking(self, key: str) -> int:
         with self._errors(key):
-            return int(_obstore().head(self.client, key)["size"])
+            return int(obstore_module().head(self.client, key)["size"])
 
     async def _write_async(self, key: str, value: Buffer) -> None:
         with self._errors(key):
-            await _obstore().put_async(self.client, key, bytes(value))
+            await obstore_module().put_async(self.client, key, bytes(value))
 
     def _write_blocking(self, key: str, value: Buffer) -> None:
         with self._errors(key):
-            _obstore().put(self.client, key, bytes(value))
+            obstore_module().put(self.client, key, bytes(value))
 
     # -- running many requests ------------------------------------------------------
     @staticmethod
@@ -301,7 +293,7 @@ class ObjectStore(Store):
         await self._delete_many([key])
 
     async def _delete_many(self, keys: list[str]) -> None:
-        obstore = _obstore()
+        obstore = obstore_module()
         chunks = [keys[i : i + _DELETE_CHUNK] for i in range(0, len(keys), _DELETE_CHUNK)]
         for chunk in chunks:
             with self._errors(chunk[0]):
@@ -324,7 +316,7 @@ class ObjectStore(Store):
         # obstore lists whole path segments: list the directory the prefix is in,
         # then keep the keys that start with the prefix itself.
         directory = prefix.rpartition("/")[0]
-        stream = _obstore().list(self.client, directory or None)
+        stream = obstore_module().list(self.client, directory or None)
         with self._errors(directory):
             if self._asyncio():
                 async for chunk in stream:
@@ -341,7 +333,7 @@ class ObjectStore(Store):
                         yield meta["path"]
 
     async def _list_level(self, path: str) -> dict[str, Any]:
-        obstore = _obstore()
+        obstore = obstore_module()
         with self._errors(path):
             if self._asyncio():
                 return dict(await obstore.list_with_delimiter_async(self.client, path or None))
@@ -371,7 +363,7 @@ class ObjectStore(Store):
     async def _rename(self, src: str, dst: str) -> None:
         # Copy everything, then delete the originals: not atomic (object stores have
         # no rename), but nothing is lost if it fails part-way.
-        obstore = _obstore()
+        obstore = obstore_module()
         keys = [key async for key in self._list(parent_prefix(src))]
         if await self._contains(src):
             keys.append(src)
@@ -409,7 +401,27 @@ class ObjectStore(Store):
         self._pid = os.getpid()
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ObjectStore) and self.location == other.location
+        # The same URL on another endpoint, region or account is another store.
+        if not isinstance(other, ObjectStore):
+            return False
+        if self._url is None or other.url is None:
+            return self._client is other.client_as_built
+        return (self._url, self._options) == (other.url, other.options)
+
+    @property
+    def url(self) -> str | None:
+        """The URL the store was built from (None for an obstore store passed in)."""
+        return self._url
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options the store was built with, passed to obstore (may hold credentials)."""
+        return dict(self._options)
+
+    @property
+    def client_as_built(self) -> Any:
+        """The obstore store, without the fork check of :attr:`client`."""
+        return self._client
 
     __hash__ = None  # type: ignore[assignment]
 

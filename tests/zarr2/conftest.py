@@ -9,6 +9,11 @@ Three things make zarr 2's suites run here (see the project's testing notes):
   test runs in its own scratch working directory;
 * ``test_init_array*`` take the module-level fixture
   ``dimension_separator_fixture`` from ``zarr/tests/test_storage.py``.
+
+``moto_s3`` is moto's S3 server on 127.0.0.1 (``tests/servers.py``), one per
+session, started only when an S3 test asks for it; each store takes a fresh
+bucket from it. Without moto or obstore the S3 tests skip and say why, unless
+``AIOSTORE_REQUIRE_SERVERS=1`` makes that an error (CI).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ if "numcodecs.pickles" in sys.modules:  # imported early by something else: it r
     sys.modules["numcodecs.pickles"].ALLOW_UNSAFE_PICKLE_DECODE = True
 
 import pathlib
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from zarr.tests.test_storage import dimension_separator_fixture
@@ -32,3 +39,23 @@ __all__ = ["dimension_separator_fixture"]
 def _scratch_cwd(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run each test in its own empty directory: zarr's suites write to relative paths."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[Any]:
+    """moto's S3 server on 127.0.0.1, one per session."""
+    try:
+        import moto.server  # noqa: F401
+        import obstore  # noqa: F401
+    except ImportError as exc:
+        reason = (
+            f"the S3 tests need moto's server mode and obstore: pip install 'moto[server]' obstore ({exc})"
+        )
+        if os.environ.get("AIOSTORE_REQUIRE_SERVERS", "") not in ("", "0"):
+            pytest.fail(f"{reason} (AIOSTORE_REQUIRE_SERVERS is set)", pytrace=False)
+        pytest.skip(reason)
+    from servers import MotoS3
+
+    server = MotoS3()
+    yield server
+    server.stop()

@@ -8,7 +8,9 @@ would do), and async fixtures here are ``pytest_asyncio.fixture``. Nothing in
 this folder uses anyio's marker, so the two plugins never claim the same test.
 
 Every backend is a parameter. A backend whose module or class has not landed
-in aiostore yet is skipped and says so.
+in aiostore yet is skipped and says so. The ``objectstore`` backend is
+``aiostore.ObjectStore`` on moto's S3 server (``moto_s3``: one per session, on
+127.0.0.1, started only when an S3 test runs), with a fresh bucket per test.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import os
 import pathlib
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
@@ -43,6 +46,43 @@ def pytest_pycollect_makeitem(collector: Any, name: str, obj: object) -> Generat
             item.add_marker(pytest.mark.asyncio)
 
 
+def _server_unavailable(reason: str) -> None:
+    if os.environ.get("AIOSTORE_REQUIRE_SERVERS", "") not in ("", "0"):
+        pytest.fail(f"{reason} (AIOSTORE_REQUIRE_SERVERS is set)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[Any]:
+    """moto's S3 server on 127.0.0.1, one per session (``tests/servers.py``)."""
+    try:
+        import moto.server  # noqa: F401
+        import obstore  # noqa: F401
+    except ImportError as exc:
+        _server_unavailable(
+            f"the S3 tests need moto's server mode and obstore: pip install 'moto[server]' obstore ({exc})"
+        )
+    from servers import MotoS3
+
+    server = MotoS3()
+    yield server
+    server.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Place:
+    """One fresh bucket on the session's moto server: where an S3 backend keeps its data."""
+
+    server: Any
+    bucket: str
+
+    def url(self, prefix: str = "") -> str:
+        return str(self.server.url(self.bucket, prefix))
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.server.options())
+
+
 @dataclasses.dataclass(frozen=True)
 class Backend:
     """How to make (and reopen) one aiostore backend for the zarr 3 tests."""
@@ -50,10 +90,15 @@ class Backend:
     name: str
     module: str
     cls_name: str
-    make: Callable[[Any, pathlib.Path], Store]
-    #: Keeps its data in a file or folder: reopening means close, then open anew.
+    #: ``make(cls, place)``: ``place`` is the test's ``tmp_path``, or an
+    #: :class:`S3Place` (a fresh bucket) for a backend with ``s3=True``.
+    make: Callable[[Any, Any], Store]
+    #: Keeps its data outside the store object (files, a folder, a bucket):
+    #: reopening means close, then open anew at the same place.
     persistent: bool = False
     why_missing: str = ""
+    #: Keeps its data on the moto S3 server (a fresh bucket per test).
+    s3: bool = False
 
     def store_class(self) -> Any:
         if self.why_missing:
@@ -96,10 +141,11 @@ BACKENDS = [
     Backend("cache", "aiostore", "LRUStoreCache", _cache_over_memory),
     Backend(
         "objectstore",
-        "aiostore.objectstore",
+        "aiostore",
         "ObjectStore",
-        lambda c, t: c(),
-        why_missing="aiostore has no ObjectStore yet (no issue covers it)",
+        lambda c, place: c(place.url("data"), **place.options()),
+        persistent=True,
+        s3=True,
     ),
 ]
 BACKEND_NAMES = [b.name for b in BACKENDS]
@@ -112,14 +158,18 @@ def backend_by_name(name: str) -> Backend:
 class BackendFactory:
     """Makes stores of one backend at one place, and closes them at the end."""
 
-    def __init__(self, spec: Backend, tmp_path: pathlib.Path) -> None:
+    def __init__(self, spec: Backend, tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> None:
         self.spec = spec
         self.cls = spec.store_class()
         self.tmp_path = tmp_path
+        self.place: Any = tmp_path
+        if spec.s3:
+            server = request.getfixturevalue("moto_s3")
+            self.place = S3Place(server, server.bucket())
         self.made: list[Store] = []
 
     def __call__(self) -> Store:
-        store = self.spec.make(self.cls, self.tmp_path)
+        store = self.spec.make(self.cls, self.place)
         self.made.append(store)
         return store
 
@@ -143,8 +193,10 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_backend(backend_name: str, tmp_path: pathlib.Path) -> Iterator[BackendFactory]:
-    factory = BackendFactory(backend_by_name(backend_name), tmp_path)
+def make_backend(
+    backend_name: str, tmp_path: pathlib.Path, request: pytest.FixtureRequest
+) -> Iterator[BackendFactory]:
+    factory = BackendFactory(backend_by_name(backend_name), tmp_path, request)
     yield factory
     factory.close_all()
 

@@ -1,6 +1,6 @@
 """xarray's to_zarr / open_zarr (on zarr 3) round-trip a dataset through ZarrStore,
-over the directory and LMDB backends -- eagerly, and with dask writing chunks
-from several threads at once."""
+over the directory, LMDB and S3 (ObjectStore on moto) backends -- eagerly, and
+with dask writing chunks from several threads at once."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from aiostore.zarr3 import ZarrStore
 pytestmark = pytest.mark.filterwarnings("ignore:Consolidated metadata is currently not part:UserWarning")
 
 
-@pytest.fixture(params=["directory", "lmdb"])
+@pytest.fixture(params=["directory", "lmdb", "objectstore"])
 def backend_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

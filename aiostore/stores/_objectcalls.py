@@ -1,0 +1,67 @@
+"""Small pure helpers of :mod:`aiostore.stores.objectstore`: obstore's import, URLs,
+range options and error texts.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from aiostore.abc import ByteRange
+
+__all__ = [
+    "first_line",
+    "get_options",
+    "obstore_module",
+    "public_url",
+    "range_not_satisfiable",
+    "refused",
+]
+
+
+def obstore_module() -> Any:
+    """obstore, imported on first use (an optional dependency)."""
+    try:
+        import obstore
+    except ImportError:  # pragma: no cover - depends on the installed extras
+        raise ImportError("aiostore.ObjectStore needs obstore: pip install 'aiostore[objectstore]'") from None
+    return obstore
+
+
+def public_url(url: str) -> str:
+    """``url`` without user info, query or fragment (where credentials may hide)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def get_options(byte_range: ByteRange) -> dict[str, Any]:
+    start, stop = byte_range
+    if start < 0:
+        return {"range": {"suffix": -start}}
+    if stop is None:
+        return {"range": {"offset": start}}
+    return {"range": (start, stop)}
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of obstore's message (the rest is a debug dump of its internals)."""
+    return str(exc).strip().split("\n", 1)[0]
+
+
+def range_not_satisfiable(exc: BaseException) -> bool:
+    """A ranged read whose start lies past the end of the object (HTTP 416)."""
+    text = str(exc)
+    return "416" in text or "Range Not Satisfiable" in text or "InvalidRange" in text
+
+
+def refused(exc: BaseException) -> bool:
+    """An error whose HTTP status says access was refused (401, 403).
+
+    >>> refused(OSError("... Server returned non-2xx status code: 403 Forbidden: ..."))
+    True
+    """
+    text = first_line(exc)
+    return "403 Forbidden" in text or "401 Unauthorized" in text
