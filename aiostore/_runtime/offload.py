@@ -209,17 +209,22 @@ async def gather_each(
     """
     limiter = capacity_limiter(resource)
     results: list[R | Exception] = [None] * len(items)  # type: ignore[list-item]
+    indices = iter(range(len(items)))
 
-    async def run(index: int, item: T) -> None:
-        async with limiter:
-            try:
-                results[index] = await one(item)
-            except Exception as exc:
-                results[index] = exc
+    # A few workers pulling from one iterator, not a task per item (a task costs more
+    # than a small request's client work); each takes a slot per item, so other
+    # batches' requests interleave with this one's.
+    async def worker() -> None:
+        for index in indices:
+            async with limiter:
+                try:
+                    results[index] = await one(items[index])
+                except Exception as exc:
+                    results[index] = exc
 
     async with anyio.create_task_group() as tg:
-        for index, item in enumerate(items):
-            tg.start_soon(run, index, item)
+        for _ in range(min(len(items), int(limiter.total_tokens))):
+            tg.start_soon(worker)
     return results
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "get_options",
     "obstore_module",
     "public_url",
+    "range_failed",
     "range_not_satisfiable",
     "refused",
 ]
@@ -52,9 +53,29 @@ def first_line(exc: BaseException) -> str:
 
 
 def range_not_satisfiable(exc: BaseException) -> bool:
-    """A ranged read whose start lies past the end of the object (HTTP 416)."""
+    """A ranged read whose start lies past the end of the object (HTTP 416, or
+    obstore's in-memory and local stores' "Wanted range starting at")."""
     text = str(exc)
-    return "416" in text or "Range Not Satisfiable" in text or "InvalidRange" in text
+    return any(
+        s in text for s in ("416", "Range Not Satisfiable", "InvalidRange", "Wanted range starting at")
+    )
+
+
+def range_failed(exc: BaseException) -> bool:
+    """A ranged read that failed because of its range, not because of the key:
+    past the end, refused (Azure has no suffix ranges) or ignored (a server
+    answering 200 with the whole body). Missing keys and refused access are not.
+    """
+    if isinstance(exc, FileNotFoundError | PermissionError) or type(exc).__name__ in (
+        "NotFoundError",
+        "PermissionDeniedError",
+        "UnauthenticatedError",
+    ):
+        return False
+    text = str(exc)
+    return range_not_satisfiable(exc) or any(
+        s in text for s in ("range", "Range", "non-partial", "NotSupported")
+    )
 
 
 def refused(exc: BaseException) -> bool:

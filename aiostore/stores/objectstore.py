@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 import sniffio
 
 from aiostore._runtime.offload import gather_each, offload, offload_each
-from aiostore.abc import Buffer, ByteRange, Request, Store
+from aiostore.abc import Buffer, ByteRange, Request, Store, slice_byte_range
 from aiostore.errors import BatchWriteError
 from aiostore.keys import parent_prefix
 from aiostore.stores._objectcalls import (
@@ -52,6 +52,7 @@ from aiostore.stores._objectcalls import (
     get_options,
     obstore_module,
     public_url,
+    range_failed,
     range_not_satisfiable,
     refused,
 )
@@ -126,6 +127,8 @@ class ObjectStore(Store):
             if value is not None:
                 client_options[name] = value
         if isinstance(store, str):
+            if store.lower().startswith("http://"):
+                client_options.setdefault("allow_http", True)  # the URL says plain HTTP
             self._location = public_url(store)
             if client_options:
                 options["client_options"] = client_options
@@ -183,6 +186,8 @@ class ObjectStore(Store):
             yield
         except (FileNotFoundError, errors.NotFoundError):  # obstore raises the built-in one
             raise KeyError(key) from None
+        except NotADirectoryError:  # a local store's key below a value: nothing is there
+            raise KeyError(key) from None
         except (PermissionError, errors.PermissionDeniedError, errors.UnauthenticatedError) as exc:
             raise self._refusal(key, exc) from exc
         except (OSError, errors.BaseError) as exc:
@@ -195,35 +200,43 @@ class ObjectStore(Store):
 
     # -- one request, async (asyncio) and blocking (trio's worker threads) ---------
     async def _read_async(self, key: str, byte_range: ByteRange | None) -> bytes:
-        obstore = obstore_module()
         if byte_range is not None and byte_range[1] is not None and byte_range[1] <= byte_range[0]:
             await self._head_async(key)  # an empty range of a missing key is still missing
             return b""
+        obstore = obstore_module()
         with self._errors(key):
             try:
                 options = None if byte_range is None else get_options(byte_range)
                 result = await obstore.get_async(self.client, key, options=options)
                 return bytes(await result.bytes_async())
             except (OSError, obstore.exceptions.BaseError) as exc:
-                if byte_range is None or not range_not_satisfiable(exc):
+                if byte_range is None or not range_failed(exc):
                     raise
-        await self._head_async(key)  # a start past the end: empty, as slicing is
-        return b""
+                past_end = range_not_satisfiable(exc)
+        if past_end:  # a start past the end: empty, as slicing is
+            await self._head_async(key)
+            return b""
+        # The service refused or ignored the range (a suffix on Azure, a server
+        # without Range support): the whole value, sliced here.
+        return slice_byte_range(await self._read_async(key, None), byte_range)
 
     def _read_blocking(self, key: str, byte_range: ByteRange | None) -> bytes:
-        obstore = obstore_module()
         if byte_range is not None and byte_range[1] is not None and byte_range[1] <= byte_range[0]:
             self._head_blocking(key)
             return b""
+        obstore = obstore_module()
         with self._errors(key):
             try:
                 options = None if byte_range is None else get_options(byte_range)
                 return bytes(obstore.get(self.client, key, options=options).bytes())
             except (OSError, obstore.exceptions.BaseError) as exc:
-                if byte_range is None or not range_not_satisfiable(exc):
+                if byte_range is None or not range_failed(exc):
                     raise
-        self._head_blocking(key)
-        return b""
+                past_end = range_not_satisfiable(exc)
+        if past_end:
+            self._head_blocking(key)
+            return b""
+        return slice_byte_range(self._read_blocking(key, None), byte_range)
 
     async def _head_async(self, key: str) -> int:
         with self._errors(key):

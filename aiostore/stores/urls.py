@@ -37,6 +37,7 @@ ValueError: unknown store URL scheme 'ftp' in 'ftp://host/x'; known: a plain pat
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import urllib.parse
@@ -139,7 +140,10 @@ async def open_store(url: str, mode: str = "a", **options: Any) -> Store:
         store = MemoryStore(read_only=mode == "r", **options)
     else:
         store = _open_file_store(scheme or "file", rest, mode, options)
-    if mode == "w" and not store.read_only:
+    if store.read_only and mode in ("r+", "w", "w-"):
+        await store.aclose()
+        raise ValueError(f"{url!r} is read-only: mode {mode!r} writes (use 'r')")
+    if mode == "w":
         await store.clear()
     elif mode == "w-" and [key async for key in _first(store)]:
         await store.aclose()
@@ -156,7 +160,9 @@ async def _first(store: Store) -> Any:
 def _open_file_store(scheme: str, path: str, mode: str, options: dict[str, Any]) -> Store:
     if not path:
         raise ValueError(f"a {scheme}:// URL needs a path; known: {_known()}")
-    if mode in ("r", "r+") and not os.path.exists(path):
+    # dbm files carry suffixes of their own (x.db.dat, x.db.dir, x.db.db ...)
+    exists = os.path.exists(path) or (scheme == "dbm" and bool(glob.glob(glob.escape(path) + ".*")))
+    if mode in ("r", "r+") and not exists:
         raise FileNotFoundError(f"no store at {path!r} (mode {mode!r} opens an existing store)")
     read_only = mode == "r"
     if scheme == "zip":
