@@ -7,12 +7,14 @@ test asks for a server. Every server listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import base64
+import ctypes
 import email.utils
 import functools
 import hashlib
 import hmac
 import logging
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -73,9 +75,10 @@ class MotoS3:
     """moto's S3 server on 127.0.0.1, with a fresh bucket per call of :meth:`bucket`.
 
     By default the server is a thread of the test process. With ``process=True`` it
-    is a child process (``python -m moto.server``): moto is pure Python, so in a
+    is a child process (moto's ``moto.server.main``): moto is pure Python, so in a
     thread it shares the test's GIL; in a process of its own it serves requests
-    while the test's side runs on another core.
+    while the test's side runs on another core. Either way :func:`speed_up_moto`
+    applies.
 
     >>> server = MotoS3()                                # doctest: +SKIP
     >>> store = aiostore.ObjectStore(server.url(server.bucket()), **server.options())  # doctest: +SKIP
@@ -102,9 +105,7 @@ class MotoS3:
             self.port = free_port()
             self.endpoint = f"http://127.0.0.1:{self.port}"
             command = [sys.executable, "-c", _MOTO_PROCESS, "-H", "127.0.0.1", "-p", str(self.port)]
-            self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
+            self._process = _popen(command, subprocess.DEVNULL)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self._process.poll() is None:
                 try:
@@ -116,7 +117,7 @@ class MotoS3:
                     time.sleep(0.1)
             self.stop()
             if attempt == 2:
-                raise RuntimeError(f"`{' '.join(command)}` did not answer on {self.endpoint}")
+                raise RuntimeError(f"moto's server (a child process) did not answer on {self.endpoint}")
 
     def bucket(self) -> str:
         """Create a new, empty bucket and return its name."""
@@ -194,6 +195,34 @@ def install_azurite(cache: Path) -> Path:
     return executable
 
 
+def _prctl() -> Any:
+    """libc's ``prctl``, looked up in the parent (the child, between fork and exec, only calls it)."""
+    if sys.platform != "linux":
+        return None
+    try:
+        return ctypes.CDLL(None).prctl
+    except (AttributeError, OSError):
+        return None
+
+
+_PRCTL = _prctl()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
+    """The server gets SIGTERM if the test process dies without stopping it (a kill -9, a crash)."""
+    _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _popen(command: list[str], output: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent if _PRCTL is not None else None,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -213,22 +242,18 @@ class Azurite:
             self.port = free_port()
             self.endpoint = f"http://127.0.0.1:{self.port}"
             self._log = tempfile.TemporaryFile()
-            self._process = subprocess.Popen(
-                [
-                    str(executable),
-                    "--silent",
-                    "--inMemoryPersistence",
-                    "--disableTelemetry",  # otherwise it reaches out to an outside host
-                    "--skipApiVersionCheck",  # otherwise current clients are refused
-                    "--blobHost",
-                    "127.0.0.1",
-                    "--blobPort",
-                    str(self.port),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-            )
+            command = [
+                str(executable),
+                "--silent",
+                "--inMemoryPersistence",
+                "--disableTelemetry",  # otherwise it reaches out to an outside host
+                "--skipApiVersionCheck",  # otherwise current clients are refused
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(self.port),
+            ]
+            self._process = _popen(command, self._log)
             try:
                 self._wait_until_up(startup_timeout)
                 return

@@ -163,7 +163,8 @@ def move(root: str, src_path: str, dst_path: str, src: str, dst: str) -> None:
         parent = os.path.dirname(parent)
 
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# A scheme of two letters or more, then ":/" (a drive letter "C:/" is a path).
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
 
 
 def fs_path(path: str | os.PathLike[str], store: str) -> str:

@@ -14,6 +14,7 @@ __all__ = [
     "get_options",
     "obstore_module",
     "public_url",
+    "not_a_directory",
     "range_failed",
     "range_not_satisfiable",
     "refused",
@@ -30,12 +31,16 @@ def obstore_module() -> Any:
 
 
 def public_url(url: str) -> str:
-    """``url`` without user info, query or fragment (where credentials may hide)."""
+    """``url`` without user info, query or fragment (where credentials may hide).
+
+    >>> public_url("s3://key:secret@bucket/x?token=t"), public_url("memory:///")
+    ('s3://bucket/x', 'memory:///')
+    """
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
     if parts.port:
         host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return f"{parts.scheme}://{host}{parts.path}"
 
 
 def get_options(byte_range: ByteRange) -> dict[str, Any]:
@@ -86,3 +91,8 @@ def refused(exc: BaseException) -> bool:
     """
     text = first_line(exc)
     return "403 Forbidden" in text or "401 Unauthorized" in text
+
+
+def not_a_directory(exc: BaseException) -> bool:
+    """A local store's error for a path below a file (ENOTDIR)."""
+    return isinstance(exc, NotADirectoryError) or "Not a directory (os error 20)" in str(exc)

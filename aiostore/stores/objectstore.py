@@ -50,6 +50,7 @@ from aiostore.keys import parent_prefix
 from aiostore.stores._objectcalls import (
     first_line,
     get_options,
+    not_a_directory,
     obstore_module,
     public_url,
     range_failed,
@@ -186,12 +187,11 @@ class ObjectStore(Store):
             yield
         except (FileNotFoundError, errors.NotFoundError):  # obstore raises the built-in one
             raise KeyError(key) from None
-        except NotADirectoryError:  # a local store's key below a value: nothing is there
-            raise KeyError(key) from None
-        except (PermissionError, errors.PermissionDeniedError, errors.UnauthenticatedError) as exc:
-            raise self._refusal(key, exc) from exc
         except (OSError, errors.BaseError) as exc:
-            if refused(exc):  # obstore reports a refused listing as a generic error
+            if not_a_directory(exc):  # a local store's key below a value: nothing there
+                raise KeyError(key) from None
+            permission = (PermissionError, errors.PermissionDeniedError, errors.UnauthenticatedError)
+            if isinstance(exc, permission) or refused(exc):  # a refused listing is a generic error
                 raise self._refusal(key, exc) from exc
             raise OSError(f"{type(exc).__name__} for {key!r} in {self._location}: {first_line(exc)}") from exc
 
@@ -306,14 +306,25 @@ class ObjectStore(Store):
         await self._delete_many([key])
 
     async def _delete_many(self, keys: list[str]) -> None:
+        keys = list(dict.fromkeys(keys))
+        for start in range(0, len(keys), _DELETE_CHUNK):
+            chunk = keys[start : start + _DELETE_CHUNK]
+            try:
+                await self._delete_chunk(chunk)
+            except KeyError:
+                # Some services' bulk delete fails on a missing key (Azure, a local
+                # store): delete one by one, skipping what is not there.
+                for key in chunk:
+                    with contextlib.suppress(KeyError):
+                        await self._delete_chunk([key])
+
+    async def _delete_chunk(self, keys: list[str]) -> None:
         obstore = obstore_module()
-        chunks = [keys[i : i + _DELETE_CHUNK] for i in range(0, len(keys), _DELETE_CHUNK)]
-        for chunk in chunks:
-            with self._errors(chunk[0]):
-                if self._asyncio():
-                    await obstore.delete_async(self.client, chunk)
-                else:
-                    await offload("network", obstore.delete, self.client, chunk)
+        with self._errors(keys[0]):
+            if self._asyncio():
+                await obstore.delete_async(self.client, keys)
+            else:
+                await offload("network", obstore.delete, self.client, keys)
 
     async def _contains(self, key: str) -> bool:
         try:
@@ -330,27 +341,30 @@ class ObjectStore(Store):
         # then keep the keys that start with the prefix itself.
         directory = prefix.rpartition("/")[0]
         stream = obstore_module().list(self.client, directory or None)
-        with self._errors(directory):
-            if self._asyncio():
-                async for chunk in stream:
-                    for meta in chunk:
-                        if meta["path"].startswith(prefix):
-                            yield meta["path"]
+        while True:
+            try:
+                with self._errors(directory):
+                    if self._asyncio():
+                        chunk = await anext(stream, None)
+                    else:
+                        chunk = await offload("network", next, stream, None)
+            except KeyError:  # below a value on a local store: nothing there
                 return
-            while True:
-                chunk = await offload("network", next, stream, None)
-                if chunk is None:
-                    return
-                for meta in chunk:
-                    if meta["path"].startswith(prefix):
-                        yield meta["path"]
+            if chunk is None:
+                return
+            for meta in chunk:
+                if meta["path"].startswith(prefix):
+                    yield meta["path"]
 
     async def _list_level(self, path: str) -> dict[str, Any]:
         obstore = obstore_module()
-        with self._errors(path):
-            if self._asyncio():
-                return dict(await obstore.list_with_delimiter_async(self.client, path or None))
-            return dict(await offload("network", obstore.list_with_delimiter, self.client, path or None))
+        try:
+            with self._errors(path):
+                if self._asyncio():
+                    return dict(await obstore.list_with_delimiter_async(self.client, path or None))
+                return dict(await offload("network", obstore.list_with_delimiter, self.client, path or None))
+        except KeyError:  # below a value on a local store: nothing there
+            return {"common_prefixes": [], "objects": []}
 
     async def _listdir(self, path: str) -> list[str]:
         level = await self._list_level(path)

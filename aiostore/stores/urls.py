@@ -81,7 +81,7 @@ def split_url(url: str) -> tuple[str, str]:
         raise ValueError(f"a store URL must be a non-empty str, not {url!r}; known: {_known()}")
     match = _SCHEME.match(url)
     if match is None:
-        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\\/]", url) and not re.match(r"^[A-Za-z]:", url):
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", url):  # "s3:/bucket", "s3:bucket" (not "C:\\")
             raise ValueError(f"bad store URL {url!r} (no '://' after the scheme); known: {_known()}")
         return "", url
     return match.group(1).lower(), url[match.end() :]
