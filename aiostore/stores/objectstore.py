@@ -1,26 +1,19 @@
 """ObjectStore: a store in object storage, over obstore.
 
-S3 and S3-compatible services, Azure Blob, Google Cloud Storage, HTTP(S)
-(read-only), and obstore's local and in-memory stores: whatever
-``obstore.store.from_url`` builds. obstore does the HTTP, the credentials, the
-retries and the timeouts (its ``client_options`` and ``retry_config``); this
-module maps the store protocol onto it.
+S3 and compatible services, Azure Blob, GCS, HTTP(S) (read-only), and obstore's
+local and in-memory stores: whatever ``obstore.store.from_url`` builds. obstore
+does the HTTP, credentials, retries and timeouts; this module maps the protocol.
 
-How requests run, and why:
-
-* **Concurrent batches.** ``get_many``, ``get_ranges``, ``set_many`` and
-  ``delete_many`` run their requests concurrently, bounded by the process-wide
-  ``"network"`` limit (:func:`aiostore.set_request_limit`): a request costs
-  milliseconds, so overlap, not batching into threads, is what pays. Bulk
-  deletes use the service's batch delete (obstore's ``delete`` of a list).
-* **No thread hop under asyncio.** obstore's async API is awaited directly. Under
-  trio (which obstore's async API does not support) the blocking API runs in
-  worker threads, a batch split over them. The sync side (``*_sync``, and
-  :class:`aiostore.sync.ObjectStore`) runs the async methods on aiostore's
-  background asyncio loop, so a ``getitems`` of 1,000 keys is 1,000 concurrent
-  requests, not a loop of round trips.
-* **Paths.** A key is an object path below the store's prefix (the URL's path).
-  ``listdir`` lists with a delimiter: one level, never the whole bucket.
+* **Concurrent batches.** Batch calls run their requests concurrently under the
+  process-wide ``"network"`` limit (:func:`aiostore.set_request_limit`): a
+  request costs milliseconds, so overlap is what pays. Bulk deletes use the
+  service's batch delete.
+* **No thread hop under asyncio**: obstore's async API is awaited directly. Under
+  trio its blocking API runs in worker threads, a batch spread over them. The
+  sync side runs the async methods on aiostore's background loop, so a
+  ``getitems`` of 1,000 keys is 1,000 concurrent requests.
+* **Paths.** A key is an object path below the URL's prefix; ``listdir`` lists
+  one level with a delimiter, never the whole bucket.
 
 Examples
 --------
