@@ -98,7 +98,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("-e", ".", "mypy", "trio", "pytest>=8")
+    session.install("-e", ".", "mypy", "trio", "pytest>=8", "obstore>=0.6")
     session.run("mypy", "--strict", "aiostore", "tests/typing")
 
 
