@@ -6,6 +6,7 @@ Re-exported by :mod:`aiostore.abc`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from itertools import repeat
 from typing import Any, ClassVar
 
 from aiostore._protocol.checks import (
@@ -170,7 +171,9 @@ class BlockingStore(Store):
 
     # -- whole operations, blocking: what both sides run ------------------------------
     def _read_values(self, keys: Sequence[str]) -> dict[str, bytes]:
-        values = self._get_blocking([(key, None) for key in keys])
+        values = self._get_blocking(list(zip(keys, repeat(None))))
+        if None not in values:  # C-level loops for the usual batch: every key present
+            return dict(zip(keys, values, strict=True))  # type: ignore[arg-type]
         return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
 
     def _set_one(self, key: str, value: Buffer) -> None:

@@ -222,26 +222,27 @@ class DirectoryStore(BlockingStore):
     # -- reads -----------------------------------------------------------------
     def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
         out: list[bytes | None] = []
+        append = out.append
         ranged: dict[str, list[int]] = {}
         fs_path, open_, close, missing = self._fs_path, os.open, os.close, _MISSING
         guess = 0  # the largest value so far: a read of that many bytes gets most values whole
-        for index, (key, byte_range) in enumerate(requests):
+        for key, byte_range in requests:
             if byte_range is not None:
-                out.append(None)
-                ranged.setdefault(key, []).append(index)
+                ranged.setdefault(key, []).append(len(out))
+                append(None)
                 continue
             try:
                 fd = open_(fs_path(key), _READ_FLAGS)
             except OSError as exc:
                 if exc.errno in missing:
-                    out.append(None)
+                    append(None)
                     continue
                 raise
             try:
                 data = _read_guessing_size(fd, guess)
             finally:
                 close(fd)
-            out.append(data)
+            append(data)
             if data is not None and len(data) > guess:
                 guess = len(data)
         if ranged:
