@@ -699,3 +699,21 @@ async def test_async_temp_store(tmp_path: pathlib.Path) -> None:
         await store.set("x/y", b"1")
         assert await store.listdir("x") == ["y"]
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_a_name_whose_last_key_is_deleted_leaves_the_listing(root: pathlib.Path) -> None:
+    # zarr 3 deletes an array's only chunk a/c/0: "c" must not stay listed under "a".
+    store = DirectoryStore(str(root))
+    await store.set_many({"a/zarr.json": b"{}", "a/c/0": b"x", "a/d/e/f": b"y", "a/d/g": b"z"})
+    await store.delete("a/c/0")
+    assert await store.listdir("a") == ["d", "zarr.json"]
+    await store.delete_many(["a/d/e/f", "missing/x"])
+    assert await store.listdir("a") == ["d", "zarr.json"] and await store.listdir("a/d") == ["g"]
+    store.delete_sync("a/d/g")
+    assert await store.listdir("a") == ["zarr.json"]
+    assert sorted(os.listdir(root)) == ["a"]  # the root itself is kept, however empty it gets
+    store.delete_sync("a/zarr.json")
+    assert os.listdir(root) == [] and await store.listdir() == []
+    await store.set("a/c/0", b"again")  # a pruned path is made again on the next write
+    assert await store.get("a/c/0") == b"again"

@@ -20,6 +20,7 @@ __all__ = [
     "TEMP_PREFIX",
     "below_value",
     "move",
+    "prune_empty_parents",
     "remove",
     "remove_tree",
     "unlink_quietly",
@@ -72,16 +73,21 @@ def write_atomically(path: str, key: str, value: Buffer, token: str) -> None:
     then :func:`os.replace`; on any failure the temp file is removed and the old value stays."""
     dir_path = os.path.dirname(path)
     temp = os.path.join(dir_path, TEMP_PREFIX + token)
-    try:
-        fd = os.open(temp, _WRITE_FLAGS, 0o666)
-    except FileNotFoundError:
+    for attempt in range(3):
         try:
-            os.makedirs(dir_path, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
+            fd = os.open(temp, _WRITE_FLAGS, 0o666)
+            break
+        except FileNotFoundError:
+            # The directory is missing: made here, unless a concurrent delete's
+            # pruning removes it again before the open (then try once more).
+            try:
+                os.makedirs(dir_path, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise below_value(key) from None
+            if attempt == 2:
+                raise
+        except NotADirectoryError:
             raise below_value(key) from None
-        fd = os.open(temp, _WRITE_FLAGS, 0o666)
-    except NotADirectoryError:
-        raise below_value(key) from None
     try:
         try:
             write_all(fd, value)
@@ -153,14 +159,7 @@ def move(root: str, src_path: str, dst_path: str, src: str, dst: str) -> None:
     except (FileExistsError, NotADirectoryError):
         raise below_value(dst) from None
     os.rename(src_path, dst_path)
-    # Drop directories the move left empty (as os.renames does), never the root.
-    parent = os.path.dirname(src_path)
-    while parent != root and parent.startswith(os.path.join(root, "")):
-        try:
-            os.rmdir(parent)
-        except OSError:
-            break
-        parent = os.path.dirname(parent)
+    prune_empty_parents(root, src_path)  # as os.renames does
 
 
 # A scheme of two letters or more, then ":/" (a drive letter "C:/" is a path).
@@ -183,3 +182,20 @@ def fs_path(path: str | os.PathLike[str], store: str) -> str:
             f"{store} takes a file-system path, not the URL {text!r}: use aiostore.open_store({text!r})"
         )
     return os.path.abspath(text)
+
+
+def prune_empty_parents(root: str, path: str) -> None:
+    """Remove the directories above ``path`` that are left empty, up to ``root`` (kept).
+
+    A name whose last key was deleted is then gone from listings, as it is from
+    every other store; ``os.rmdir`` removes only an empty directory, atomically, so a
+    concurrent write into one keeps it.
+    """
+    root_slash = os.path.join(root, "")
+    parent = os.path.dirname(path)
+    while parent != root and parent.startswith(root_slash):
+        try:
+            os.rmdir(parent)
+        except OSError:
+            break
+        parent = os.path.dirname(parent)

@@ -42,7 +42,15 @@ from aiostore.abc import BlockingStore, Buffer, ByteRange, Request, Store, write
 from aiostore.errors import BatchWriteError
 from aiostore.keys import key_to_fs_path, normalize_path
 from aiostore.stores._fsops import MISSING as _MISSING
-from aiostore.stores._fsops import TEMP_PREFIX, fs_path, move, remove, walk, write_atomically
+from aiostore.stores._fsops import (
+    TEMP_PREFIX,
+    fs_path,
+    move,
+    prune_empty_parents,
+    remove,
+    walk,
+    write_atomically,
+)
 
 __all__ = ["DirectoryStore", "TEMP_PREFIX"]
 
@@ -289,6 +297,7 @@ class DirectoryStore(BlockingStore):
     def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
         missing: list[str] = []
         failed: dict[str, BaseException] = {}
+        emptied: dict[str, None] = {}  # the directories deletes may have emptied
         for key in keys:
             path = self._fs_path(key)
             try:
@@ -296,13 +305,18 @@ class DirectoryStore(BlockingStore):
             except OSError as exc:
                 if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
                     missing.append(key)
-                elif os.path.isdir(path) and not os.path.islink(path):
-                    try:
-                        shutil.rmtree(path)  # zarr 2: deleting a directory's name removes it
-                    except Exception as rm_exc:
-                        failed[key] = rm_exc
-                else:
+                    continue
+                if not (os.path.isdir(path) and not os.path.islink(path)):
                     failed[key] = exc
+                    continue
+                try:
+                    shutil.rmtree(path)  # zarr 2: deleting a directory's name removes it
+                except Exception as rm_exc:
+                    failed[key] = rm_exc
+                    continue
+            emptied[path] = None
+        for path in emptied:
+            prune_empty_parents(self.path, path)
         if failed:
             if len(keys) == 1:
                 raise failed[keys[0]]

@@ -135,7 +135,23 @@ class MemoryStore(BlockingStore):
                 else:
                     # A directory's name deletes the directory, as zarr 2's MemoryStore does.
                     del found[0][found[1]]
+                    self._prune(key)
         return missing
+
+    def _prune(self, key: str) -> None:
+        """Drop the directories above ``key`` left empty: a name whose last key was
+        deleted is gone from listings (call with the lock held)."""
+        parts = key.split("/")[:-1]
+        while parts:
+            found = self._parent("/".join(parts))
+            if found is None:
+                return
+            parent, name = found
+            child = parent.get(name)
+            if not isinstance(child, self.cls) or child:
+                return
+            del parent[name]
+            parts.pop()
 
     def _contains_blocking(self, key: str) -> bool:
         with self._lock:
