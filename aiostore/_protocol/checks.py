@@ -16,6 +16,7 @@ import anyio
 import numpy as np
 import sniffio
 
+from aiostore._runtime.coalesce import Request
 from aiostore.errors import BatchWriteError, ClosedStoreError, ReadOnlyError
 
 if TYPE_CHECKING:
@@ -50,8 +51,6 @@ BufferLike: TypeAlias = "_BufferProtocol | np.ndarray[Any, Any]"
 ByteRange: TypeAlias = tuple[int, int | None]
 #: What backends receive as a value: the caller's bytes, or a flat byte view.
 Buffer: TypeAlias = bytes | memoryview
-#: One read: a key and its byte range (None for the whole value).
-Request: TypeAlias = tuple[str, ByteRange | None]
 
 
 def as_buffer(value: object, key: str = "") -> Buffer:

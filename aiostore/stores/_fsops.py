@@ -20,7 +20,7 @@ __all__ = [
     "TEMP_PREFIX",
     "below_value",
     "move",
-    "prune_empty_parents",
+    "prune_empty_dirs",
     "remove",
     "remove_tree",
     "unlink_quietly",
@@ -159,7 +159,7 @@ def move(root: str, src_path: str, dst_path: str, src: str, dst: str) -> None:
     except (FileExistsError, NotADirectoryError):
         raise below_value(dst) from None
     os.rename(src_path, dst_path)
-    prune_empty_parents(root, src_path)  # as os.renames does
+    prune_empty_dirs(root, os.path.dirname(src_path))  # as os.renames does
 
 
 # A scheme of two letters or more, then ":/" (a drive letter "C:/" is a path).
@@ -184,15 +184,15 @@ def fs_path(path: str | os.PathLike[str], store: str) -> str:
     return os.path.abspath(text)
 
 
-def prune_empty_parents(root: str, path: str) -> None:
-    """Remove the directories above ``path`` that are left empty, up to ``root`` (kept).
+def prune_empty_dirs(root: str, directory: str) -> None:
+    """Remove ``directory`` and those above it while they are empty, up to ``root`` (kept).
 
     A name whose last key was deleted is then gone from listings, as it is from
     every other store; ``os.rmdir`` removes only an empty directory, atomically, so a
     concurrent write into one keeps it.
     """
     root_slash = os.path.join(root, "")
-    parent = os.path.dirname(path)
+    parent = directory
     while parent != root and parent.startswith(root_slash):
         try:
             os.rmdir(parent)

@@ -40,13 +40,13 @@ from typing import Any
 
 from aiostore.abc import BlockingStore, Buffer, ByteRange, Request, Store, write_each
 from aiostore.errors import BatchWriteError
-from aiostore.keys import key_to_fs_path, normalize_path
+from aiostore.keys import check_key_collection, key_to_fs_path, normalize_path
 from aiostore.stores._fsops import MISSING as _MISSING
 from aiostore.stores._fsops import (
     TEMP_PREFIX,
     fs_path,
     move,
-    prune_empty_parents,
+    prune_empty_dirs,
     remove,
     walk,
     write_atomically,
@@ -197,7 +197,8 @@ class DirectoryStore(BlockingStore):
 
     def check_keys(self, keys: Iterable[object]) -> list[str]:
         """The fast batch check of :mod:`aiostore.keys`, plus one C-level scan for temp names."""
-        batch = keys if isinstance(keys, list) else list(keys) if not isinstance(keys, str | bytes) else keys
+        check_key_collection(keys)
+        batch = keys if isinstance(keys, list) else list(keys)
         normalized = Store.check_keys(self, batch)
         if TEMP_PREFIX in "\x00".join(normalized):
             return list(dict.fromkeys(self.check_key(k) for k in batch))  # names the bad key
@@ -297,7 +298,7 @@ class DirectoryStore(BlockingStore):
     def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
         missing: list[str] = []
         failed: dict[str, BaseException] = {}
-        emptied: dict[str, None] = {}  # the directories deletes may have emptied
+        emptied: dict[str, None] = {}  # the directories deletes may have emptied, each once
         for key in keys:
             path = self._fs_path(key)
             try:
@@ -314,9 +315,9 @@ class DirectoryStore(BlockingStore):
                 except Exception as rm_exc:
                     failed[key] = rm_exc
                     continue
-            emptied[path] = None
-        for path in emptied:
-            prune_empty_parents(self.path, path)
+            emptied[os.path.dirname(path)] = None
+        for directory in emptied:
+            prune_empty_dirs(self.path, directory)
         if failed:
             if len(keys) == 1:
                 raise failed[keys[0]]
