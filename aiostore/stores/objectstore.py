@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import sniffio
@@ -252,16 +252,31 @@ class ObjectStore(Store):
     def _asyncio() -> bool:
         return sniffio.current_async_library() == "asyncio"
 
-    async def _read_all(self, requests: Sequence[Request]) -> list[bytes | Exception]:
+    async def _request(
+        self, call_async: Callable[..., Awaitable[T]], call: Callable[..., T], *args: Any
+    ) -> T:
+        """One request: obstore's async call under asyncio; under trio (which its async
+        API does not support) its blocking call, in a worker thread."""
         if self._asyncio():
-            return await gather_each("network", requests, lambda r: self._read_async(*r))
-        return await offload_each("network", requests, lambda r: self._read_blocking(*r))
+            return await call_async(*args)
+        return await offload("network", call, *args)
+
+    async def _requests(
+        self, items: Sequence[Any], one_async: Callable[[Any], Awaitable[T]], one: Callable[[Any], T]
+    ) -> list[T | Exception]:
+        """:meth:`_request` for every item, concurrently; each result a value or an exception."""
+        if self._asyncio():
+            return await gather_each("network", items, one_async)
+        return await offload_each("network", items, one)
+
+    async def _read_all(self, requests: Sequence[Request]) -> list[bytes | Exception]:
+        return await self._requests(
+            requests, lambda r: self._read_async(*r), lambda r: self._read_blocking(*r)
+        )
 
     # -- the store hooks ------------------------------------------------------------
     async def _get(self, key: str, byte_range: ByteRange | None) -> bytes:
-        if self._asyncio():
-            return await self._read_async(key, byte_range)
-        return await offload("network", self._read_blocking, key, byte_range)
+        return await self._request(self._read_async, self._read_blocking, key, byte_range)
 
     async def _get_ranges(self, requests: list[Request]) -> list[bytes | None]:
         values: list[bytes | None] = []
@@ -279,16 +294,12 @@ class ObjectStore(Store):
         return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
 
     async def _set(self, key: str, value: Buffer) -> None:
-        if self._asyncio():
-            await self._write_async(key, value)
-        else:
-            await offload("network", self._write_blocking, key, value)
+        await self._request(self._write_async, self._write_blocking, key, value)
 
     async def _set_many(self, items: list[tuple[str, Buffer]]) -> None:
-        if self._asyncio():
-            results = await gather_each("network", items, lambda item: self._write_async(*item))
-        else:
-            results = await offload_each("network", items, lambda item: self._write_blocking(*item))
+        results = await self._requests(
+            items, lambda item: self._write_async(*item), lambda item: self._write_blocking(*item)
+        )
         failed = {key: r for (key, _), r in zip(items, results, strict=True) if isinstance(r, Exception)}
         if failed:
             raise BatchWriteError(failed)
@@ -314,17 +325,11 @@ class ObjectStore(Store):
     async def _delete_chunk(self, keys: list[str]) -> None:
         obstore = obstore_module()
         with self._errors(keys[0]):
-            if self._asyncio():
-                await obstore.delete_async(self.client, keys)
-            else:
-                await offload("network", obstore.delete, self.client, keys)
+            await self._request(obstore.delete_async, obstore.delete, self.client, keys)
 
     async def _contains(self, key: str) -> bool:
         try:
-            if self._asyncio():
-                await self._head_async(key)
-            else:
-                await offload("network", self._head_blocking, key)
+            await self._request(self._head_async, self._head_blocking, key)
         except KeyError:
             return False
         return True
@@ -337,10 +342,7 @@ class ObjectStore(Store):
         while True:
             try:
                 with self._errors(directory):
-                    if self._asyncio():
-                        chunk = await anext(stream, None)
-                    else:
-                        chunk = await offload("network", next, stream, None)
+                    chunk: Any = await self._request(anext, next, stream, None)
             except KeyError:  # below a value on a local store: nothing there
                 return
             if chunk is None:
@@ -353,9 +355,10 @@ class ObjectStore(Store):
         obstore = obstore_module()
         try:
             with self._errors(path):
-                if self._asyncio():
-                    return dict(await obstore.list_with_delimiter_async(self.client, path or None))
-                return dict(await offload("network", obstore.list_with_delimiter, self.client, path or None))
+                level: Any = await self._request(
+                    obstore.list_with_delimiter_async, obstore.list_with_delimiter, self.client, path or None
+                )
+                return dict(level)
         except KeyError:  # below a value on a local store: nothing there
             return {"common_prefixes": [], "objects": []}
 
@@ -369,9 +372,7 @@ class ObjectStore(Store):
     async def _getsize(self, path: str) -> int:
         if path:
             try:
-                if self._asyncio():
-                    return await self._head_async(path)
-                return await offload("network", self._head_blocking, path)
+                return await self._request(self._head_async, self._head_blocking, path)
             except KeyError:
                 pass
         level = await self._list_level(path)
@@ -391,10 +392,7 @@ class ObjectStore(Store):
         async def copy(key: str) -> None:
             with self._errors(key):
                 target = dst + key[len(src) :]
-                if self._asyncio():
-                    await obstore.copy_async(self.client, key, target)
-                else:
-                    await offload("network", obstore.copy, self.client, key, target)
+                await self._request(obstore.copy_async, obstore.copy, self.client, key, target)
 
         for result in await gather_each("network", keys, copy):
             if isinstance(result, Exception):
