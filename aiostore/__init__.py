@@ -26,13 +26,18 @@ from aiostore._zarr2meta.hierarchy import (
 )
 from aiostore.abc import Store
 from aiostore.errors import (
+    BackendError,
     BadCompressorError,
     BatchWriteError,
     ClosedStoreError,
     ContainsArrayError,
     ContainsGroupError,
+    KeyConflictError,
     MetadataError,
     ReadOnlyError,
+    SettingsConflictError,
+    StoreError,
+    StoreLockedError,
 )
 from aiostore.stores.cache import LRUStoreCache
 from aiostore.stores.dbm import DBMStore
@@ -48,7 +53,12 @@ from aiostore.stores.zip import ZipStore
 
 __all__ = [
     "Store",
+    "StoreError",
     "ReadOnlyError",
+    "KeyConflictError",
+    "BackendError",
+    "SettingsConflictError",
+    "StoreLockedError",
     "ClosedStoreError",
     "BatchWriteError",
     "MemoryStore",
