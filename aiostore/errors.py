@@ -204,14 +204,18 @@ class SettingsConflictError(StoreError, ValueError):
     shares the first one's environment: settings that differ cannot take
     effect, and are refused instead of silently ignored.
 
-    >>> print(SettingsConflictError("/data/db", {"map_size": (2**20, 2**30)}))
-    /data/db is already open in this process with other settings: map_size=1048576 there, 1073741824 here; close the other stores on it first, or open it with the same settings
+    >>> err = SettingsConflictError("/data/db", {"map_size": (2**20, 2**30)})
+    >>> print(str(err).replace("; ", ";\\n"))
+    /data/db is already open in this process with other settings: map_size=1048576 there, 1073741824 here;
+    close the other stores on it first, or open it with the same settings
     """
 
     def __init__(self, path: str, differences: Mapping[str, tuple[object, object]]) -> None:
         self.path = path
         self.differences = dict(differences)
-        shown = ", ".join(f"{name}={old!r} there, {new!r} here" for name, (old, new) in self.differences.items())
+        shown = ", ".join(
+            f"{name}={old!r} there, {new!r} here" for name, (old, new) in self.differences.items()
+        )
         super().__init__(
             f"{path} is already open in this process with other settings: {shown}; "
             "close the other stores on it first, or open it with the same settings"
@@ -229,8 +233,9 @@ class StoreLockedError(StoreError, OSError):
     writable store takes an exclusive lock on its file at open and a second
     writer is refused with this error rather than corrupting the file.
 
-    >>> print(StoreLockedError("/data/x.zip", "ZipStore"))
-    /data/x.zip is open for writing elsewhere (another process or store holds its lock); ZipStore takes one writer at a time: close the other writer, or open this one with mode='r'
+    >>> print(str(StoreLockedError("/data/x.zip", "ZipStore")).replace("; ", ";\\n"))
+    /data/x.zip is open for writing elsewhere (another process or store holds its lock);
+    ZipStore takes one writer at a time: close the other writer, or open this one with mode='r'
     """
 
     def __init__(self, path: str, store: str, read_mode: str = "mode='r'") -> None:

@@ -34,6 +34,7 @@ from aiostore import (
     TempStore,
 )
 from aiostore._runtime import offload as _threads
+from aiostore.errors import KeyConflictError
 from aiostore.keys import key_to_fs_path
 from aiostore.stores.directory import TEMP_PREFIX
 
@@ -188,7 +189,7 @@ def test_normalize_keys_lower_cases_file_names(root: pathlib.Path) -> None:
 def test_zarr2_level_rules(root: pathlib.Path) -> None:
     store = aiostore.sync.DirectoryStore(root)
     store["a/b"] = b"aaa"
-    with pytest.raises(KeyError, match="holds a value"):
+    with pytest.raises(KeyConflictError, match="cannot store 'a/b/c': the key 'a/b' holds a value"):
         store["a/b/c"] = b"x"  # below a value: refused, nothing made
     with pytest.raises(KeyError):
         store["a/b/c/d"] = b"x"
@@ -196,8 +197,9 @@ def test_zarr2_level_rules(root: pathlib.Path) -> None:
         del store["a/b/c"]
     assert store["a/b"] == b"aaa" and temp_files(root) == []
     store["x/y/z"] = b"z"
-    store["x/y"] = b"y"  # a value replaces the directory at its key
-    assert store["x/y"] == b"y" and "x/y/z" not in store
+    store["x/y"] = b"y"  # a value replaces the directory at its key (zarr 2)
+    assert "x/y/z" not in store
+    assert store["x/y"] == b"y"
     store["r/s/t"] = b"t"
     del store["r/s"]  # deleting a directory's name removes it
     assert not (root / "r" / "s").exists()
@@ -717,3 +719,54 @@ async def test_a_name_whose_last_key_is_deleted_leaves_the_listing(root: pathlib
     assert os.listdir(root) == [] and await store.listdir() == []
     await store.set("a/c/0", b"again")  # a pruned path is made again on the next write
     assert await store.get("a/c/0") == b"again"
+
+
+# -- issue 11: errors name the key, and killed writers' temporary files ------------------------
+
+
+def test_a_failed_write_names_the_key_not_the_temporary_file(
+    root: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = aiostore.sync.DirectoryStore(root)
+    store["a/0"] = b"old"
+
+    def full_disk(fd: int, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OSError) as caught:
+        store["a/0"] = b"new"
+    monkeypatch.undo()
+    error = caught.value
+    assert error.errno == errno.ENOSPC and "'a/0'" in str(error) and TEMP_PREFIX not in str(error)
+    assert error.filename == str(root / "a" / "0") and isinstance(error.__cause__, OSError)
+    assert store["a/0"] == b"old" and temp_files(root) == []
+
+
+def test_a_key_below_a_value_names_the_value_at_any_depth(root: pathlib.Path) -> None:
+    store = aiostore.sync.DirectoryStore(root)
+    store["a/b"] = b"v"
+    with pytest.raises(KeyConflictError) as caught:
+        store["a/b/c/d"] = b"x"
+    assert (caught.value.key, caught.value.existing) == ("a/b/c/d", "a/b")
+    store["c"] = b"w"
+    with pytest.raises(KeyConflictError, match=r"'a/b/x/y'.*the key 'a/b'"):
+        store.rename("c", "a/b/x/y")
+    assert sorted(store) == ["a/b", "c"]
+
+
+def test_remove_temp_files_removes_only_those_older_than_the_open(root: pathlib.Path) -> None:
+    (root / "a").mkdir(parents=True)
+    stale = root / "a" / f"{TEMP_PREFIX}killed-writer"
+    stale.write_bytes(b"half")
+    os.utime(stale, (0, 0))
+    store = DirectoryStore(str(root))
+    fresh = root / f"{TEMP_PREFIX}in-flight"
+    fresh.write_bytes(b"being written")
+    os.utime(fresh, (store.opened_at + 5, store.opened_at + 5))
+    assert list(store.list_sync()) == []  # never listed as keys
+    assert anyio.run(store.remove_temp_files) == 1
+    assert not stale.exists() and fresh.exists()
+    assert store.remove_temp_files_sync() == 0
+    with pytest.raises(aiostore.ReadOnlyError):
+        DirectoryStore(str(root), read_only=True).remove_temp_files_sync()

@@ -11,6 +11,7 @@ import pytest
 
 import aiostore.sync
 from aiostore import DictStore, MemoryStore
+from aiostore.errors import KeyConflictError
 
 pytestmark = pytest.mark.anyio
 
@@ -36,14 +37,15 @@ async def test_an_existing_root_is_used_not_copied() -> None:
 async def test_zarr2_level_rules() -> None:
     store = MemoryStore()
     await store.set("a/b", b"aaa")
-    with pytest.raises(KeyError, match="'a/b' holds a value"):
+    with pytest.raises(KeyConflictError, match=r"'a/b/c'.*'a/b' holds a value") as caught:
         await store.set("a/b/c", b"x")  # below a value: refused, nothing changed
+    assert isinstance(caught.value, KeyError) and caught.value.existing == "a/b"
     with pytest.raises(KeyError):
         await store.delete("a/b/c")
     assert store.root == {"a": {"b": b"aaa"}}
 
     await store.set("x/y/z", b"1")
-    await store.set("x/y", b"2")  # a value replaces the directory at its name
+    await store.set("x/y", b"2")  # a value replaces the directory at its name (zarr 2)
     assert store.root["x"] == {"y": b"2"}
     await store.set("x", b"3")
     assert store.root["x"] == b"3"

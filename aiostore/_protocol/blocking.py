@@ -183,7 +183,8 @@ class BlockingStore(Store):
             # A single write raises what went wrong, not a batch report of one key.
             error = exc.failed.get(key)
             if isinstance(error, Exception) and len(exc.failed) == 1:
-                raise error from None
+                error.__suppress_context__ = True  # its own __cause__, if any, stays
+                raise error  # noqa: B904
             raise
 
     def _delete_one(self, key: str) -> None:

@@ -13,12 +13,15 @@ import shutil
 from collections.abc import Iterator
 
 from aiostore.abc import Buffer
+from aiostore.errors import KeyConflictError
 
 __all__ = [
     "MISSING",
     "fs_path",
     "TEMP_PREFIX",
     "below_value",
+    "naming_key",
+    "stale_temp_files",
     "move",
     "prune_empty_dirs",
     "remove",
@@ -63,14 +66,52 @@ def remove_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def below_value(key: str) -> KeyError:
-    # zarr 2 raises KeyError when a key would sit below another key's value.
-    return KeyError(f"cannot store {key!r}: a parent of it holds a value, not other keys")
+def below_value(path: str, key: str) -> KeyConflictError:
+    """The error for writing ``key`` (at ``path``) below a key that holds a value.
+
+    Called after the write failed with ``ENOTDIR``/``EEXIST``: the existing key is
+    the highest parent of ``path`` that is not a directory (a KeyError, as zarr 2).
+    """
+    parents: list[tuple[str, str]] = []  # (key, path), deepest first
+    prefix, parent = key, path
+    while "/" in prefix:
+        prefix = prefix.rpartition("/")[0]
+        parent = os.path.dirname(parent)
+        parents.append((prefix, parent))
+    for parent_key, parent_path in reversed(parents):
+        if os.path.lexists(parent_path) and not os.path.isdir(parent_path):
+            return KeyConflictError(key, parent_key)
+    return KeyConflictError(key, parents[0][0] if parents else key)  # gone again since
+
+
+def naming_key(exc: OSError, key: str, path: str) -> OSError:
+    """``exc`` (raised writing a temporary file) as the same error naming ``key`` and
+    its final ``path``: the temporary file is an internal detail."""
+    if exc.errno is None:
+        return exc
+    named = type(exc)(exc.errno, f"{exc.strerror} (writing key {key!r})", path)
+    named.__cause__ = exc
+    return named
 
 
 def write_atomically(path: str, key: str, value: Buffer, token: str) -> None:
     """Write ``key``'s value to ``path`` atomically: a temp file in the same directory,
-    then :func:`os.replace`; on any failure the temp file is removed and the old value stays."""
+    then :func:`os.replace`; on any failure the temp file is removed and the old value stays.
+
+    A key below a value (``0/0`` where ``0`` is one) is refused with
+    :class:`~aiostore.errors.KeyConflictError`; a value where a directory is
+    replaces it (zarr 2's rule); any other :class:`OSError` is raised as the same
+    error naming the key and its path.
+    """
+    try:
+        _write_atomically(path, key, value, token)
+    except KeyConflictError:
+        raise
+    except OSError as exc:
+        raise naming_key(exc, key, path) from exc
+
+
+def _write_atomically(path: str, key: str, value: Buffer, token: str) -> None:
     dir_path = os.path.dirname(path)
     temp = os.path.join(dir_path, TEMP_PREFIX + token)
     for attempt in range(3):
@@ -83,11 +124,11 @@ def write_atomically(path: str, key: str, value: Buffer, token: str) -> None:
             try:
                 os.makedirs(dir_path, exist_ok=True)
             except (FileExistsError, NotADirectoryError):
-                raise below_value(key) from None
+                raise below_value(path, key) from None
             if attempt == 2:
                 raise
         except NotADirectoryError:
-            raise below_value(key) from None
+            raise below_value(path, key) from None
     try:
         try:
             write_all(fd, value)
@@ -106,6 +147,20 @@ def write_atomically(path: str, key: str, value: Buffer, token: str) -> None:
         # Any failure, KeyboardInterrupt included: the key keeps its old value.
         unlink_quietly(temp)
         raise
+
+
+def stale_temp_files(root: str, older_than: float) -> Iterator[str]:
+    """Paths of the temporary files below ``root`` last changed before ``older_than``
+    (a :func:`time.time` value): those a killed writer left behind."""
+    for dir_path, _dirs, files in os.walk(root):
+        for name in files:
+            if name.startswith(TEMP_PREFIX):
+                path = os.path.join(dir_path, name)
+                try:
+                    if os.lstat(path).st_mtime < older_than:
+                        yield path
+                except OSError:
+                    continue  # gone: its write finished
 
 
 def walk(top: str, key_prefix: str, start: str) -> Iterator[str]:
@@ -157,7 +212,7 @@ def move(root: str, src_path: str, dst_path: str, src: str, dst: str) -> None:
     try:
         os.makedirs(os.path.dirname(dst_path), exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise below_value(dst) from None
+        raise below_value(dst_path, dst) from None
     os.rename(src_path, dst_path)
     prune_empty_dirs(root, os.path.dirname(src_path))  # as os.renames does
 

@@ -35,10 +35,12 @@ import os
 import re
 import shutil
 import stat
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from aiostore.abc import BlockingStore, Buffer, ByteRange, Request, Store, write_each
+from aiostore._runtime.offload import offload
+from aiostore.abc import BlockingStore, Buffer, Request, Store, check_writable, write_each
 from aiostore.errors import BatchWriteError
 from aiostore.keys import check_key_collection, key_to_fs_path, normalize_path
 from aiostore.stores._fsops import MISSING as _MISSING
@@ -48,81 +50,18 @@ from aiostore.stores._fsops import (
     move,
     prune_empty_dirs,
     remove,
+    stale_temp_files,
     walk,
     write_atomically,
 )
+from aiostore.stores._fsread import READ_FLAGS, pread_range, read_guessing_size
 
 __all__ = ["DirectoryStore", "TEMP_PREFIX"]
 
-# O_NONBLOCK: opening a FIFO someone left in the tree must not hang a worker thread.
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
 _ARRAY_META_KEY = ".zarray"
 _CHUNK_INDEX = re.compile(r"^\d+$")
 # On POSIX a normalized key is already a relative file-system path.
 _SLASH_PATHS = os.sep == "/" and os.altsep is None
-
-
-def _read_whole(fd: int) -> bytes | None:
-    """The contents of an open file, or None if it is not a regular file."""
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    size = st.st_size
-    data = os.read(fd, size)
-    if len(data) < size:  # a read returns at most ~2 GiB
-        parts = [data]
-        got = len(data)
-        while got < size:
-            part = os.read(fd, size - got)
-            if not part:
-                break
-            parts.append(part)
-            got += len(part)
-        data = b"".join(parts)
-    return data
-
-
-#: Largest size guess :func:`_read_guessing_size` reads with (a read of more
-#: than ~2 GiB comes back short, which must not pass for the end of the file).
-_MAX_GUESS = 1 << 26
-_HAS_PREAD = hasattr(os, "pread")  # not on Windows
-
-
-def _read_guessing_size(fd: int, guess: int) -> bytes | None:
-    """:func:`_read_whole`, in one syscall when the file holds 1 to ``guess`` bytes.
-
-    A batch of zarr chunks repeats a few sizes, so the ``fstat`` that
-    :func:`_read_whole` needs first is mostly wasted: skipping it is ~8% of a
-    warm-cache batch, and one GIL hand-off less per key in each worker thread.
-    ``pread`` (unlike ``read``) fails on FIFOs, sockets and terminals, and an
-    empty or longer-than-guessed result goes the checked way, so non-regular
-    files are still never values.
-    """
-    if guess >= _MAX_GUESS or not _HAS_PREAD:
-        return _read_whole(fd)
-    try:
-        data = os.pread(fd, guess + 1, 0)
-    except OSError:
-        return _read_whole(fd)  # ESPIPE, EISDIR, ...: fstat decides, or the error is real
-    if 0 < len(data) <= guess:
-        return data  # a short positioned read of a file is its end
-    return _read_whole(fd)  # pread leaves the offset at 0 for this
-
-
-def _pread_range(fd: int, byte_range: ByteRange | None, size: int) -> bytes:
-    """Bytes ``byte_range`` (None: all) of a regular file of ``size`` bytes."""
-    start, stop = (0, None) if byte_range is None else byte_range
-    if start < 0:
-        start = max(0, size + start)
-    end = size if stop is None else min(stop, size)
-    parts = []
-    while start < end:
-        part = os.pread(fd, end - start, start)
-        if not part:
-            break
-        parts.append(part)
-        start += len(part)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class DirectoryStore(BlockingStore):
@@ -144,11 +83,18 @@ class DirectoryStore(BlockingStore):
 
     Notes
     -----
-    zarr 2's rules apply: writing a key where a directory is replaces the
-    directory, deleting a directory's name removes it, writing below a key that
-    holds a value raises :class:`KeyError`, :meth:`rmdir` of a plain key leaves
-    it alone. Safe to use from many threads and processes; files are open only
-    while read or written.
+    A name is a file or a directory, never both: writing a key below a key that
+    holds a value (``0/0`` where ``0`` is one) raises
+    :class:`~aiostore.errors.KeyConflictError` (a :class:`KeyError`) naming both
+    keys, and writes nothing. zarr 2's other rules apply (its store suite checks
+    them): writing a key where a directory is replaces the directory, deleting a
+    directory's name removes it, and :meth:`rmdir` of a plain key leaves it alone. A failed write raises
+    the :class:`OSError` naming the key, and the key keeps its old value. Safe to
+    use from many threads and processes; files are open only while read or written.
+
+    A writer killed mid-write (``SIGKILL``, a crash, a power cut) can leave a
+    temporary ``.aiostore-tmp-*`` file next to the key; it is never listed or read
+    as a key, and :meth:`remove_temp_files` removes those older than the store's open.
 
     Examples
     --------
@@ -186,6 +132,8 @@ class DirectoryStore(BlockingStore):
             raise ValueError(f"path exists but is not a directory: {root!r}")
         #: The store's root directory, absolute.
         self.path = root
+        #: When the store was opened (:func:`time.time`): older temporary files are stale.
+        self.opened_at = time.time()
         self._root_slash = os.path.join(root, "")
 
     # -- keys ------------------------------------------------------------------
@@ -241,14 +189,14 @@ class DirectoryStore(BlockingStore):
                 append(None)
                 continue
             try:
-                fd = open_(fs_path(key), _READ_FLAGS)
+                fd = open_(fs_path(key), READ_FLAGS)
             except OSError as exc:
                 if exc.errno in missing:
                     append(None)
                     continue
                 raise
             try:
-                data = _read_guessing_size(fd, guess)
+                data = read_guessing_size(fd, guess)
             finally:
                 close(fd)
             append(data)
@@ -265,7 +213,7 @@ class DirectoryStore(BlockingStore):
         # open and one fstat: they are read from one consistent file.
         for key, indices in by_key.items():
             try:
-                fd = os.open(self._fs_path(key), _READ_FLAGS)
+                fd = os.open(self._fs_path(key), READ_FLAGS)
             except OSError as exc:
                 if exc.errno in _MISSING:
                     continue
@@ -274,7 +222,7 @@ class DirectoryStore(BlockingStore):
                 st = os.fstat(fd)
                 if stat.S_ISREG(st.st_mode):
                     for i in indices:
-                        out[i] = _pread_range(fd, requests[i][1], st.st_size)
+                        out[i] = pread_range(fd, requests[i][1], st.st_size)
             finally:
                 os.close(fd)
 
@@ -382,6 +330,37 @@ class DirectoryStore(BlockingStore):
                 if not entry.name.startswith(TEMP_PREFIX) and entry.is_file():
                     size += entry.stat().st_size
         return size
+
+    # -- maintenance -------------------------------------------------------------
+    async def remove_temp_files(self) -> int:
+        """Remove the temporary files that killed writers left; returns how many.
+
+        Only files older than the store's open are removed (a write in flight
+        in another process started before it, and still running, then fails
+        cleanly rather than tearing a value).
+
+        >>> import anyio, os, tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> with open(os.path.join(root, TEMP_PREFIX + "left-by-a-crash"), "wb") as f:
+        ...     _ = f.write(b"half a val")
+        >>> os.utime(os.path.join(root, TEMP_PREFIX + "left-by-a-crash"), (0, 0))
+        >>> store = DirectoryStore(root)
+        >>> anyio.run(store.remove_temp_files), os.listdir(root)
+        (1, [])
+        """
+        return await offload(self.resource, self.remove_temp_files_sync)
+
+    def remove_temp_files_sync(self) -> int:
+        """:meth:`remove_temp_files`, blocking the calling thread."""
+        check_writable(self)
+        removed = 0
+        for path in stale_temp_files(self.path, self.opened_at):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            removed += 1
+        return removed
 
     def _clear_blocking(self) -> None:
         # Empty the root but keep it: it may be a mount point or a symlink.

@@ -18,6 +18,7 @@ from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
 from aiostore.abc import BlockingStore, Buffer, Request, read_each, write_each
+from aiostore.errors import KeyConflictError
 
 __all__ = ["MemoryStore", "DictStore"]
 
@@ -27,10 +28,11 @@ class MemoryStore(BlockingStore):
 
     Each path segment is one level of ``cls`` objects: ``"a/b"`` is stored as
     ``root["a"]["b"]``. A name is either a value or a "directory", never both,
-    with zarr 2's rules: writing a value where a directory is replaces the
-    directory, deleting a directory's name removes it, and writing below a
-    value raises :class:`KeyError` (nothing is changed). Safe to use from many
-    threads and tasks.
+    so writing a key below a value (``0/0`` where ``0`` holds one) raises
+    :class:`~aiostore.errors.KeyConflictError` (a :class:`KeyError`) naming both
+    keys, and changes nothing. zarr 2's other rules apply (its own store suite
+    checks them): writing a value where a directory is replaces the directory,
+    and deleting a directory's name removes it. Safe to use from many threads and tasks.
 
     Parameters
     ----------
@@ -87,9 +89,8 @@ class MemoryStore(BlockingStore):
             if child is None:
                 child = node[segment] = self.cls()
             elif not isinstance(child, self.cls):
-                # zarr 2's MemoryStore raises KeyError here too.
-                where = "/".join(dirs[: i + 1])
-                raise KeyError(f"cannot store {key!r}: {where!r} holds a value, not other keys")
+                # A KeyError, as zarr 2's MemoryStore raises here.
+                raise KeyConflictError(key, "/".join(dirs[: i + 1]))
             node = child
         return node, name
 

@@ -9,7 +9,7 @@ from typing import cast
 import anyio
 import pytest
 
-from aiostore.errors import BatchWriteError
+from aiostore.errors import BatchWriteError, KeyConflictError
 from aiostore.testing._base import StoreTestsBase
 from aiostore.testing._cases import ODD_KEYS, sorted_keys, value_for
 
@@ -232,7 +232,7 @@ class HierarchyTests(StoreTestsBase):
                 await store.set_many({"a": b"a", "x/y/z": b"2", "b": b"b"})  # deeper below it
             assert list(info.value.failed) == ["x/y/z"]
             assert await store.get_many(["a", "b", "x", "x/y/z"]) == {"a": b"a", "b": b"b", "x": b"1"}
-            with pytest.raises(KeyError):
+            with pytest.raises(KeyConflictError, match=r"'x/y'.*'x'"):
                 await store.set("x/y", b"2")  # a single write below a value
             assert await store.get("x") == b"1" and not await store.contains("x/y")
             if self.supports_deletes and self.supports_listing:
@@ -241,7 +241,7 @@ class HierarchyTests(StoreTestsBase):
                     await store.rename("c", "x/m")  # a move below a value moves nothing
                 assert await store.get_many(["c/d", "c/e/f", "x/m/d"]) == {"c/d": b"1", "c/e/f": b"2"}
                 await store.rmdir("c")
-            # A value written where keys are below replaces them.
+            # A value written where keys are below replaces them (zarr 2's rule).
             await store.set_many({"d/e": b"1", "d/f/g": b"2", "h/i": b"3"})
             await store.set("d", b"3")
             await store.set_many({"h": b"4", "j": b"5"})
