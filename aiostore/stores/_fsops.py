@@ -10,10 +10,12 @@ import errno
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterator
 
 from aiostore.abc import Buffer
 from aiostore.errors import KeyConflictError
+from aiostore.keys import normalize_path
 
 __all__ = [
     "MISSING",
@@ -21,10 +23,14 @@ __all__ = [
     "TEMP_PREFIX",
     "below_value",
     "naming_key",
-    "stale_temp_files",
+    "remove_stale_temp_files",
+    "size_of",
+    "empty_dir",
     "move",
     "prune_empty_dirs",
     "remove",
+    "refuse_temp_names",
+    "is_plain_path",
     "remove_tree",
     "unlink_quietly",
     "walk",
@@ -149,18 +155,55 @@ def _write_atomically(path: str, key: str, value: Buffer, token: str) -> None:
         raise
 
 
-def stale_temp_files(root: str, older_than: float) -> Iterator[str]:
-    """Paths of the temporary files below ``root`` last changed before ``older_than``
-    (a :func:`time.time` value): those a killed writer left behind."""
+def remove_stale_temp_files(root: str, older_than: float) -> int:
+    """Remove the temporary files below ``root`` last changed before ``older_than``
+    (a :func:`time.time` value), those a killed writer left; returns how many."""
+    removed = 0
     for dir_path, _dirs, files in os.walk(root):
         for name in files:
             if name.startswith(TEMP_PREFIX):
                 path = os.path.join(dir_path, name)
                 try:
                     if os.lstat(path).st_mtime < older_than:
-                        yield path
-                except OSError:
+                        os.unlink(path)
+                        removed += 1
+                except FileNotFoundError:
                     continue  # gone: its write finished
+    return removed
+
+
+def size_of(target: str) -> int:
+    """zarr 2's ``getsize`` of a path: a file's size, or the sum of the files directly in a directory."""
+    try:
+        st = os.stat(target)
+    except OSError as exc:
+        if exc.errno in MISSING:
+            return 0
+        raise
+    if stat.S_ISREG(st.st_mode):
+        return st.st_size
+    if not stat.S_ISDIR(st.st_mode):
+        return 0
+    size = 0
+    with os.scandir(target) as entries:
+        for entry in entries:
+            if not entry.name.startswith(TEMP_PREFIX) and entry.is_file():
+                size += entry.stat().st_size
+    return size
+
+
+def empty_dir(root: str) -> None:
+    """Remove everything in the directory ``root`` (not ``root`` itself); none there is fine."""
+    try:
+        with os.scandir(root) as scan:
+            entries = list(scan)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        try:
+            remove(entry.path)
+        except FileNotFoundError:
+            pass
 
 
 def walk(top: str, key_prefix: str, start: str) -> Iterator[str]:
@@ -254,3 +297,23 @@ def prune_empty_dirs(root: str, directory: str) -> None:
         except OSError:
             break
         parent = os.path.dirname(parent)
+
+
+def refuse_temp_names(normalized: str, original: object) -> None:
+    """Refuse a key or path with a segment starting with :data:`TEMP_PREFIX` (a ValueError naming it)."""
+    if TEMP_PREFIX in normalized and any(s.startswith(TEMP_PREFIX) for s in normalized.split("/")):
+        raise ValueError(
+            f"invalid key {original!r}: names starting with {TEMP_PREFIX!r} are reserved "
+            "for the temporary files of atomic writes"
+        )
+
+
+def is_plain_path(path: str) -> bool:
+    """True if ``path`` is a normalized path that a key could start with."""
+    try:
+        if normalize_path(path) != path:
+            return False
+        refuse_temp_names(path, path)
+    except ValueError:
+        return False
+    return True
