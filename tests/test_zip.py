@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gc
 import io
+import os
 import pickle
+import subprocess
+import sys
 import threading
 import warnings
 import zipfile
@@ -20,7 +23,7 @@ import pytest
 import aiostore.sync
 from aiostore import ClosedStoreError, ReadOnlyError, ZipStore
 from aiostore._runtime.offload import thread_limit
-from aiostore.errors import BatchWriteError
+from aiostore.errors import BackendError, BatchWriteError
 
 pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
 
@@ -462,3 +465,86 @@ def test_a_read_racing_clear_never_reads_another_entrys_bytes(
     clearer[0].join(10)
     assert store["a"] == b"NEW-value-of-a"
     store.close()
+
+
+# -- issue 11: files that are not Zip files, crashed writers, a second writing process ----------
+
+
+def _in_another_process(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("mode", ["r", "a"])
+def test_a_file_that_is_not_a_zip_is_refused_and_left_unchanged(path: str, mode: Any) -> None:
+    original = b"my notes, not a zip file\n" * 10
+    with open(path, "wb") as file:
+        file.write(original)
+    with pytest.raises(BackendError, match="not a Zip file") as caught:
+        ZipStore(path, mode=mode)  # mode "a" used to append an archive to it
+    assert caught.value.path == path and path in str(caught.value)
+    assert isinstance(caught.value.__cause__, zipfile.BadZipFile)
+    with open(path, "rb") as file:
+        assert file.read() == original
+    ZipStore(path, mode="w").close_sync()  # nothing is left holding it
+
+
+def test_an_empty_file_opens_in_mode_a_as_a_new_zip(path: str) -> None:
+    open(path, "wb").close()
+    store = ZipStore(path, mode="a")
+    store.set_sync("k", b"v")
+    store.close_sync()
+    assert entries(path) == [("k", b"v")]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="SIGKILL of a child process")
+@pytest.mark.parametrize("first_mode", ["w", "a"])
+def test_reopening_a_zip_whose_writer_was_killed_says_so(path: str, first_mode: str) -> None:
+    if first_mode == "a":
+        store = ZipStore(path, mode="w")
+        store.set_many_sync({f"old/{i}": value_of(f"old/{i}") for i in range(5)})
+        store.close_sync()
+    killed = _in_another_process(
+        "import os, signal, aiostore\n"
+        f"store = aiostore.ZipStore({path!r}, mode={first_mode!r})\n"
+        "store.set_many_sync({'a/0': b'x' * 1000, 'a/1': b'y'})\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    assert killed.returncode == -9, killed.stderr
+    with open(path, "rb") as file:
+        crashed = file.read()
+    for mode in ("r", "a"):
+        with pytest.raises(BackendError, match=r"without its central directory.*killed or crashed") as caught:
+            ZipStore(path, mode=mode)  # type: ignore[arg-type]
+        assert isinstance(caught.value.__cause__, zipfile.BadZipFile) and caught.value.path == path
+    with open(path, "rb") as file:
+        assert file.read() == crashed
+
+
+def test_a_second_writing_process_is_refused_until_the_first_closes(path: str) -> None:
+    store = ZipStore(path, mode="w")
+    store.set_sync("a", b"1")
+    store.flush_sync()
+    code = (
+        f"import aiostore\nstore = aiostore.ZipStore({path!r}, mode='a')\n"
+        "store.set_sync('b', b'2')\nstore.close_sync()\n"
+    )
+    refused = _in_another_process(code)
+    assert refused.returncode != 0
+    assert "StoreLockedError" in refused.stderr and path in refused.stderr and "one writer" in refused.stderr
+    reader = _in_another_process(
+        f"import aiostore\nprint(aiostore.ZipStore({path!r}, mode='r').get_sync('a'))"
+    )
+    assert reader.stdout.strip() == "b'1'", reader.stderr  # readers take no lock
+    same_process = ZipStore(path, mode="a")  # stores of one process share the lock
+    same_process.close_sync()
+    store.close_sync()
+    assert _in_another_process(code).returncode == 0  # closed: the lock is free
+    assert sorted(entries(path)) == [("a", b"1"), ("b", b"2")]
+
+
+def test_a_dropped_store_releases_its_lock(path: str) -> None:
+    store = ZipStore(path, mode="w")
+    del store
+    gc.collect()
+    code = f"import aiostore\naiostore.ZipStore({path!r}, mode='a').close_sync()\n"
+    assert _in_another_process(code).returncode == 0

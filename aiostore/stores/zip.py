@@ -12,10 +12,19 @@ A Zip file cannot remove or replace an entry: writing a key again appends a
 second entry (the standard library warns about the duplicate name) and reads
 return the newest one. Deleting and renaming are not supported.
 
-The central directory is written by ``close()`` (and ``flush()``). A store
-that is never closed and whose process is killed leaves a file without one,
-which Zip readers cannot open; on normal interpreter exit an unclosed store is
-closed for you.
+The central directory -- the file's table of contents -- is written by
+``close()`` (and ``flush()``); an entry written after it goes over the old one.
+So a writer killed or crashing before ``close()`` (``SIGKILL``, power loss)
+loses the *whole file* for every Zip reader, not only its last writes: the
+entries' bytes are still in it, but nothing lists them. Reopening such a file
+raises :class:`~aiostore.errors.BackendError` that says so (and leaves it
+unchanged), never an empty store. ``flush()`` after a batch of writes makes
+everything so far safe. On normal interpreter exit an unclosed store is closed
+for you.
+
+One process writes a Zip file at a time: a writable store takes an exclusive
+lock on the file at open, and a writer in another process is refused with
+:class:`~aiostore.errors.StoreLockedError` (stores of one process share it).
 
 Examples
 --------
@@ -34,6 +43,7 @@ Examples
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -44,9 +54,10 @@ from typing import Any, Literal, TypeAlias
 
 from aiostore._runtime.offload import offload
 from aiostore.abc import BlockingStore, Buffer, ByteRange, Request, child_name, closing_scope
-from aiostore.errors import BatchWriteError, ClosedStoreError
+from aiostore.errors import BackendError, BatchWriteError, ClosedStoreError
 from aiostore.keys import parent_prefix
-from aiostore.stores._fsops import fs_path
+from aiostore.stores._fsops import fs_path, unlink_quietly
+from aiostore.stores._writerlock import WriterLock, lock_for_writing
 from aiostore.stores._zipread import EntryReader, newest_entries
 
 __all__ = ["ZipStore"]
@@ -56,12 +67,13 @@ ZipMode: TypeAlias = Literal["r", "w", "a", "x"]
 
 
 class _Handles:
-    """The open ``ZipFile`` (the writer) and the entry reader; closed by the store,
-    or by a finalizer if the store is dropped or the interpreter exits."""
+    """The open ``ZipFile`` (the writer), the entry reader and the writer lock; closed
+    by the store, or by a finalizer if the store is dropped or the interpreter exits."""
 
-    def __init__(self, zf: zipfile.ZipFile, reader: EntryReader) -> None:
+    def __init__(self, zf: zipfile.ZipFile, reader: EntryReader, writer_lock: WriterLock | None) -> None:
         self.zf = zf
         self.reader = reader
+        self.writer_lock = writer_lock
         self.closed = False
 
     def close(self) -> None:
@@ -70,6 +82,8 @@ class _Handles:
             self.zf.close()  # writes the central directory
         finally:
             self.reader.close_file()
+            if self.writer_lock is not None:
+                self.writer_lock.release()
 
 
 class ZipStore(BlockingStore):
@@ -102,8 +116,10 @@ class ZipStore(BlockingStore):
     ``close()`` must be called after writing (or use ``with``/``async with``):
     it writes the central directory, without which the file is not a Zip file.
     ``flush()`` writes it too and re-opens the file for appending. Safe to use
-    from many threads (one writer at a time, reads in parallel), not from
-    several processes. ``getsize`` counts stored (compressed) bytes, as zarr 2.
+    from many threads (one writer at a time, reads in parallel); a second
+    process opening the file for writing is refused with
+    :class:`~aiostore.errors.StoreLockedError`, readers (``mode="r"``) are not.
+    ``getsize`` counts stored (compressed) bytes, as zarr 2.
 
     Examples
     --------
@@ -143,13 +159,15 @@ class ZipStore(BlockingStore):
         self.mode = mode
         self._lock = threading.RLock()  # the one writer; also guards replacing the ZipFile
         self._index_lock = threading.Lock()
-        zf = zipfile.ZipFile(self.path, mode=mode, compression=compression, allowZip64=allowZip64)
+        zf, writer_lock = _open_zip(self.path, mode, compression, allowZip64)
         try:
             reader = EntryReader(self.path)
         except BaseException:
             zf.close()
+            if writer_lock is not None:
+                writer_lock.release()
             raise
-        self._handles = _Handles(zf, reader)
+        self._handles = _Handles(zf, reader, writer_lock)
         self._reader = reader
         weakref.finalize(self, self._handles.close)
         # A new file ("w", "x") must get a central directory even if nothing is written.
@@ -356,6 +374,51 @@ class ZipStore(BlockingStore):
 
     def __repr__(self) -> str:
         return f"ZipStore({self.path!r}, mode={self.mode!r})"
+
+
+def _open_zip(
+    path: str, mode: ZipMode, compression: int, allowZip64: bool
+) -> tuple[zipfile.ZipFile, WriterLock | None]:
+    """The ``ZipFile`` for a store, and the writer lock a writable one holds.
+
+    A file that is not a Zip file is refused with :class:`BackendError` (in mode
+    ``"a"`` too, where ``zipfile`` would append an archive to it), naming what it
+    is if it looks like a Zip file whose writer never closed it.
+    """
+    if mode == "x" and os.path.lexists(path):
+        raise FileExistsError(errno.EEXIST, "ZipStore mode 'x': the file exists", path)
+    existed = os.path.lexists(path)
+    writer_lock = None if mode == "r" else lock_for_writing(path, "ZipStore", sidecar=False)
+    try:
+        if mode == "a" and os.path.getsize(path):
+            zipfile.ZipFile(path).close()  # zipfile would append an archive to anything else
+        return zipfile.ZipFile(
+            path, mode="w" if mode == "x" else mode, compression=compression, allowZip64=allowZip64
+        ), writer_lock
+    except BaseException as exc:
+        if writer_lock is not None:
+            writer_lock.release()
+            if not existed:
+                unlink_quietly(path)  # made by the lock; nothing was written
+        if isinstance(exc, zipfile.BadZipFile):
+            raise BackendError(path, _not_a_zip(path, mode)) from exc
+        raise
+
+
+def _not_a_zip(path: str, mode: ZipMode) -> str:
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4)
+    except OSError:
+        head = b""
+    left = "" if mode == "r" else "; it was left unchanged"
+    if head == b"PK\x03\x04":
+        return (
+            "a Zip file without its central directory: its writer has not closed it (it is still "
+            "writing, or was killed or crashed before close()), so no Zip reader can list its entries"
+            f"{left}"
+        )
+    return f"not a Zip file (ZipStore mode={mode!r}){left}"
 
 
 def _undo_failed_write(zf: zipfile.ZipFile, info: zipfile.ZipInfo, previous: zipfile.ZipInfo | None) -> None:
