@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dbm.dumb
+import os
 import pickle
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -43,6 +46,7 @@ from test_store_protocol import (  # noqa: F401
 
 import aiostore.sync
 from aiostore import BatchWriteError, ClosedStoreError, DBMStore, ReadOnlyError
+from aiostore.errors import BackendError, StoreError
 
 pytestmark = pytest.mark.anyio
 
@@ -290,3 +294,48 @@ def test_equality_follows_path_and_open(path: str, fake_dbm: type[FakeDBM]) -> N
     assert a == DBMStore(path, flag="r", open=fake_dbm)
     assert a != DBMStore(path + "x", open=fake_dbm)
     assert a != DBMStore(path, open=dbm.dumb.open)
+
+
+# -- issue 11: one writing process, files that are not databases ------------------------------
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_a_second_writing_process_is_refused_and_readers_are_not(tmp_path: Path) -> None:
+    path = str(tmp_path / "data.db")
+    store = DBMStore(path, open=dbm.dumb.open)
+    store.set_many_sync({"a": b"1"})
+    store.flush_sync()
+    writer = f"import dbm.dumb, aiostore\naiostore.DBMStore({path!r}, open=dbm.dumb.open).close_sync()\n"
+    refused = _run(writer)
+    assert refused.returncode != 0 and "StoreLockedError" in refused.stderr and path in refused.stderr
+    assert "flag='r'" in refused.stderr  # says how to open it without writing
+    reader = _run(
+        "import dbm.dumb, aiostore\n"
+        f"print(aiostore.DBMStore({path!r}, 'r', open=dbm.dumb.open).get_sync('a'))"
+    )
+    assert reader.stdout.strip() == "b'1'", reader.stderr
+    copy = pickle.loads(pickle.dumps(store))  # a copy in this process shares the lock
+    copy.close_sync()
+    store.close_sync()
+    assert not os.path.exists(path + ".lock")  # the last writer removes its lock file
+    assert _run(writer).returncode == 0
+
+
+def test_a_file_that_is_not_a_database_is_a_backend_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"just some text, not a database")
+    with pytest.raises(StoreError) as caught:
+        DBMStore(str(path))
+    assert isinstance(caught.value, BackendError) and str(path) in str(caught.value)
+    assert caught.value.__cause__ is not None
+    assert path.read_bytes() == b"just some text, not a database"
+    assert not os.path.exists(str(path) + ".lock")  # a failed open lets go of its lock
+    with pytest.raises(BackendError, match="cannot open it as a DBM database"):
+        DBMStore(str(tmp_path / "missing.db"), flag="r")
+    with pytest.raises(IsADirectoryError, match="not a directory"):
+        DBMStore(str(tmp_path))
+    with pytest.raises(TypeError, match="open must be a dbm-style open function"):
+        DBMStore(str(tmp_path / "x.db"), open="dbm.dumb")  # type: ignore[arg-type]

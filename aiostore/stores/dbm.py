@@ -22,15 +22,18 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 from aiostore.abc import BlockingStore, Buffer, Request, delete_each, read_each, write_each
-from aiostore.errors import ClosedStoreError
+from aiostore.errors import BackendError, ClosedStoreError
 from aiostore.keys import parent_prefix
 from aiostore.stores._fsops import fs_path
+from aiostore.stores._writerlock import WriterLock, lock_for_writing
 
 __all__ = ["DBMStore"]
 
@@ -84,8 +87,12 @@ class DBMStore(BlockingStore):
     -----
     Call :meth:`aclose` (or use ``async with``) when done: some
     implementations (``dbm.dumb``) write their index only on sync or close.
-    Keys are stored as UTF-8 bytes. Which implementations are safe to write
-    from several processes depends on the implementation; none is assumed.
+    Keys are stored as UTF-8 bytes. One process writes a database at a time:
+    a writable store holds an exclusive lock on ``<path>.lock`` while open, and
+    a writer in another process is refused at open with
+    :class:`~aiostore.errors.StoreLockedError` (stores of one process share the
+    lock; ``flag="r"`` takes none). A file that is not a database of this
+    ``open`` raises :class:`~aiostore.errors.BackendError` naming the path.
 
     Examples
     --------
@@ -122,7 +129,13 @@ class DBMStore(BlockingStore):
             import dbm  # the standard library's, not this module (absolute import)
 
             open = cast(DBMOpen, dbm.open)
+        if not callable(open):
+            raise TypeError(f"open must be a dbm-style open function such as dbm.dumb.open, not {open!r}")
         self.path = fs_path(path, type(self).__name__)
+        if os.path.isdir(self.path):
+            raise IsADirectoryError(
+                errno.EISDIR, "DBMStore needs a database file, not a directory", self.path
+            )
         self.flag = flag
         self.mode = mode
         self.open: DBMOpen = open
@@ -135,7 +148,38 @@ class DBMStore(BlockingStore):
             # As a directory store would: "data/array.db" works without "data/".
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
         #: The open dbm object (None once closed).
-        self.db: Any = open(self.path, flag, mode, **open_kwargs)
+        self.db: Any = None
+        self._writer_lock = self._lock_for_writing()
+        try:
+            self.db = self._open_file(flag)
+        except BaseException:
+            if self._writer_lock is not None:
+                self._writer_lock.release()
+            raise
+        if self._writer_lock is not None:
+            weakref.finalize(self, self._writer_lock.release)
+
+    def _lock_for_writing(self) -> WriterLock | None:
+        """One writing process at a time (a ``<path>.lock`` file): each writer keeps
+        its own index, so two would lose each other's keys."""
+        if self._read_only:
+            return None
+        try:
+            return lock_for_writing(self.path, "DBMStore", sidecar=True, read_mode="flag='r'")
+        except FileNotFoundError:
+            return None  # no such directory: opening the database says so
+
+    def _open_file(self, flag: str) -> Any:
+        try:
+            return self.open(self.path, flag, self.mode, **self.open_kwargs)
+        except OSError as exc:
+            if exc.errno is not None and exc.filename is not None:
+                raise  # a file-system error, naming its file
+            raise BackendError(self.path, f"cannot open it as a DBM database ({exc})") from exc
+        except Exception as exc:  # dbm.error, or a dbm.dumb index that does not parse
+            raise BackendError(
+                self.path, f"cannot open it as a DBM database ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def _open_db(self) -> Any:
         """The dbm object; call with the lock held."""
@@ -238,14 +282,18 @@ class DBMStore(BlockingStore):
                 # without "n", which would empty the database.
                 db.close()
                 self.db = None
-                self.db = self.open(self.path, self._reopen_flag_of(self.flag), self.mode, **self.open_kwargs)
+                self.db = self._open_file(self._reopen_flag_of(self.flag))
 
     def _close_blocking(self) -> None:
         with self._lock:
             db, self.db = self.db, None
-            close = getattr(db, "close", None)
-            if close is not None:
-                close()
+            try:
+                close = getattr(db, "close", None)
+                if close is not None:
+                    close()
+            finally:
+                if self._writer_lock is not None:
+                    self._writer_lock.release()
 
     # -- identity and pickling -------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
