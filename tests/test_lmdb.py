@@ -47,6 +47,7 @@ from test_store_protocol import (  # noqa: F401
 
 import aiostore.sync
 from aiostore import BatchWriteError, ClosedStoreError, LMDBStore, ReadOnlyError
+from aiostore.errors import BackendError, SettingsConflictError, StoreError
 
 pytestmark = pytest.mark.anyio
 
@@ -332,7 +333,7 @@ async def test_read_only(path: str, how: dict[str, bool]) -> None:
         for write in (store.set("a", b"2"), store.delete("a"), store.rmdir(""), store.rename("a", "b")):
             with pytest.raises(ReadOnlyError):
                 await write
-        with pytest.raises(ValueError, match="already open read-only"):
+        with pytest.raises(SettingsConflictError, match="readonly=True there, False here"):
             LMDBStore(path)
     async with LMDBStore(path) as store:
         assert await store.get("a") == b"1"
@@ -465,3 +466,58 @@ def test_pickled_store_opens_in_another_process(path: str) -> None:
         [sys.executable, "-c", code], input=dump, capture_output=True, check=True, timeout=60
     )
     assert out.stdout.decode().strip() == "from the parent"
+
+
+# -- issue 11: a second open with other settings, paths that are not databases, bad settings ----
+
+
+def test_a_second_open_with_other_settings_says_which_differ(tmp_path: Path) -> None:
+    path = str(tmp_path / "data.mdb")
+    first = LMDBStore(path, map_size=2**20)
+    with pytest.raises(SettingsConflictError, match="map_size=1048576 there, 2097152 here") as caught:
+        LMDBStore(path, map_size=2**21)
+    assert isinstance(caught.value, ValueError) and path in str(caught.value)
+    with pytest.raises(SettingsConflictError, match="writemap=False there, True here"):
+        LMDBStore(path, map_size=2**20, writemap=True)
+    same = LMDBStore(path, map_size=2**20)  # the same settings share the environment
+    joined = LMDBStore(path)  # none asked: it joins, and reports what is in effect
+    assert joined.kwargs["map_size"] == 2**20 == same.kwargs["map_size"]
+    first.set_many_sync({f"k{i}": b"x" * 4096 for i in range(600)})  # grows the map past 2**20
+    again = LMDBStore(path, map_size=2**20)  # compared with what was asked, not the grown map
+    for store in (again, joined, same, first):
+        store.close_sync()
+    LMDBStore(path, map_size=2**21).close_sync()  # all closed: new settings apply
+
+
+def test_paths_that_are_not_lmdb_databases_are_backend_errors(tmp_path: Path) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_bytes(b"not a database")
+    with pytest.raises(StoreError) as caught:
+        LMDBStore(str(a_file))
+    assert isinstance(caught.value, BackendError) and str(a_file) in str(caught.value)
+    assert isinstance(caught.value.__cause__, lmdb.Error)
+    garbage = tmp_path / "garbage.mdb"
+    garbage.write_bytes(b"\x00garbage" * 1000)
+    with pytest.raises(BackendError, match="cannot open it as an LMDB database"):
+        LMDBStore(str(garbage), subdir=False)
+    assert garbage.read_bytes() == b"\x00garbage" * 1000
+    with pytest.raises(BackendError):
+        LMDBStore(str(tmp_path / "missing"), read_only=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "named"),
+    [
+        ({"map_size": -1}, ValueError, "map_size"),
+        ({"map_size": 0}, ValueError, "map_size"),
+        ({"map_size": "1GB"}, ValueError, "map_size"),
+        ({"max_dbs": -1}, ValueError, "max_dbs"),
+        ({"bogus": 1}, TypeError, "bogus"),
+    ],
+)
+def test_bad_settings_are_refused_naming_them(
+    tmp_path: Path, kwargs: dict[str, Any], error: type[Exception], named: str
+) -> None:
+    with pytest.raises(error, match=named):
+        LMDBStore(str(tmp_path / "db"), **kwargs)
+    assert not (tmp_path / "db").exists()

@@ -26,16 +26,24 @@ True
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 import lmdb
 
-from aiostore.errors import ClosedStoreError
+from aiostore.errors import BackendError, ClosedStoreError, SettingsConflictError
 
-__all__ = ["SharedEnv", "acquire_env", "release_env"]
+__all__ = [
+    "SharedEnv",
+    "acquire_env",
+    "check_open_kwargs",
+    "check_same_settings",
+    "open_settings",
+    "release_env",
+]
 
 R = TypeVar("R")
 
@@ -51,8 +59,13 @@ class SharedEnv:
     """
 
     def __init__(self, path: str, kwargs: dict[str, Any]) -> None:
-        self.env = lmdb.open(path, **kwargs)
+        try:
+            self.env = lmdb.open(path, **kwargs)
+        except lmdb.Error as exc:
+            raise BackendError(path, f"cannot open it as an LMDB database: {exc}") from exc
         self.path = path
+        #: The settings it was opened with (map_size as asked, not as grown since).
+        self.kwargs = dict(kwargs)
         self.readonly = bool(kwargs.get("readonly", False))
         self.max_key_size = self.env.max_key_size()
         self.main_db = self.env.open_db()
@@ -110,9 +123,10 @@ class SharedEnv:
             try:
                 self.env.set_mapsize(size * 2)
             except lmdb.Error as exc:
-                raise OSError(
-                    f"LMDB database {self.path!r} is full at map_size={size} and its map "
-                    f"could not grow to {size * 2} bytes: {exc}"
+                raise BackendError(
+                    self.path,
+                    f"the LMDB database is full at map_size={size} and its map could not grow to "
+                    f"{size * 2} bytes ({exc}); nothing of the write was stored",
                 ) from exc
             self.resizes += 1
 
@@ -139,7 +153,11 @@ def _data_file(path: str, subdir: bool) -> str:
     return os.path.join(path, "data.mdb") if subdir else path
 
 
-def acquire_env(path: str, kwargs: dict[str, Any], readonly: bool) -> SharedEnv:
+def acquire_env(
+    path: str, kwargs: dict[str, Any], readonly: bool, asked: Collection[str] | None = None
+) -> SharedEnv:
+    """The process's environment on ``path``, opened with ``kwargs`` if it is not open yet;
+    if it is, the settings named in ``asked`` (default: all) must be the same."""
     subdir = bool(kwargs.get("subdir", True))
     key = os.path.realpath(path) + ("/" if subdir else "")
     with _ENVS_LOCK:
@@ -151,13 +169,91 @@ def acquire_env(path: str, kwargs: dict[str, Any], readonly: bool) -> SharedEnv:
         if shared is None:
             shared = SharedEnv(path, kwargs)
             _ENVS[key] = shared
-        elif shared.readonly and not readonly:
-            raise ValueError(
-                f"the LMDB database {path!r} is already open read-only in this process; "
-                "close those stores before opening it for writing"
-            )
+        else:
+            check_same_settings(shared, path, kwargs, readonly, kwargs if asked is None else asked)
         shared.users += 1
         return shared
+
+
+def check_same_settings(
+    shared: SharedEnv, path: str, kwargs: dict[str, Any], readonly: bool, asked: Collection[str]
+) -> None:
+    """Refuse a second open of ``shared``'s database whose settings differ: it would
+    share the first open's environment, so its own could not take effect.
+
+    A read-only store may share a writable environment (it refuses writes
+    itself), not the other way round.
+    """
+    differences = {
+        name: (shared.kwargs.get(name, "default"), kwargs.get(name, "default"))
+        for name in sorted(asked)
+        if name != "readonly" and shared.kwargs.get(name, "default") != kwargs.get(name, "default")
+    }
+    if shared.readonly and not readonly:
+        differences["readonly"] = (True, False)
+    if differences:
+        raise SettingsConflictError(path, differences)
+
+
+#: lmdb.open's settings that are counts or sizes.
+_COUNTS = ("map_size", "max_readers", "max_dbs", "max_spare_txns", "mode")
+_FLAGS = (
+    "subdir",
+    "readonly",
+    "metasync",
+    "sync",
+    "map_async",
+    "create",
+    "readahead",
+    "writemap",
+    "meminit",
+    "lock",
+)
+
+
+def open_settings(kwargs: dict[str, Any], readonly: bool) -> dict[str, Any]:
+    """``kwargs`` for :func:`lmdb.open` over LMDBStore's defaults (see its docs), checked.
+
+    >>> open_settings({"map_size": 2**20}, readonly=True)["map_size"], open_settings({}, False)["writemap"]
+    (1048576, False)
+    """
+    settings = {
+        "map_size": 2**40 if sys.maxsize >= 2**32 else 2**28,
+        "meminit": False,
+        "writemap": False,
+        "metasync": False,
+        "sync": False,
+        "map_async": False,
+        "max_spare_txns": os.cpu_count() or 1,
+        **kwargs,
+    }
+    if readonly:
+        settings["readonly"] = True
+    check_open_kwargs(settings)
+    return settings
+
+
+def check_open_kwargs(kwargs: dict[str, Any]) -> None:
+    """ValueError or TypeError naming the setting, for what :func:`lmdb.open` would refuse
+    with a message that does not name it (an unknown name, a negative size).
+
+    >>> check_open_kwargs({"map_size": -1})
+    Traceback (most recent call last):
+    ...
+    ValueError: LMDBStore map_size must be a positive integer, not -1
+    """
+    unknown = sorted(set(kwargs) - set(_COUNTS) - set(_FLAGS))
+    if unknown:
+        raise TypeError(
+            f"LMDBStore got unknown lmdb.open settings {unknown}; it takes {sorted(_COUNTS + _FLAGS)}"
+        )
+    for name in _COUNTS:
+        value = kwargs.get(name)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < (name == "map_size")
+        ):
+            kind = "a positive integer" if name == "map_size" else "a non-negative integer"
+            raise ValueError(f"LMDBStore {name} must be {kind}, not {value!r}")
 
 
 def release_env(shared: SharedEnv) -> None:

@@ -27,7 +27,6 @@ Examples
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -35,10 +34,10 @@ from typing import Any, TypeVar
 import lmdb  # the py-lmdb package: imports are absolute, so not this module
 
 from aiostore.abc import BlockingStore, Buffer, Request
-from aiostore.errors import BatchWriteError, ClosedStoreError
+from aiostore.errors import BackendError, BatchWriteError, ClosedStoreError
 from aiostore.keys import parent_prefix
 from aiostore.stores._fsops import fs_path
-from aiostore.stores._lmdbenv import SharedEnv, acquire_env, release_env
+from aiostore.stores._lmdbenv import SharedEnv, acquire_env, open_settings, release_env
 
 __all__ = ["LMDBStore"]
 
@@ -95,7 +94,8 @@ class LMDBStore(BlockingStore):
         ``readonly=True`` among ``kwargs`` does the same.
     dimension_separator : {".", "/"}, optional
     **kwargs
-        Passed to :func:`lmdb.open`, over these defaults, suited to large stores:
+        Passed to :func:`lmdb.open` (an unknown name or a bad size raises
+        ``TypeError``/``ValueError`` naming it), over these defaults, suited to large stores:
         ``map_size`` 1 TiB (address space, not disk; it doubles whenever it
         fills), ``sync=False``, ``metasync=False`` (commits are not flushed to
         disk one by one: :meth:`flush` and :meth:`aclose` do it),
@@ -109,10 +109,14 @@ class LMDBStore(BlockingStore):
     -----
     Safe from many threads and tasks, and from several processes (LMDB's own
     locking, ``lock=True``). Stores on the same database in one process share
-    one environment. When the map fills up, the write transaction is aborted
-    (nothing of it is written), the map is doubled and the transaction is run
-    again. A store inherited through ``fork`` keeps using the parent's
-    environment (LMDB prefers a fresh one per process: use the ``spawn`` or
+    one environment: a second store that asks for other settings raises
+    :class:`~aiostore.errors.SettingsConflictError` naming them, and one that
+    asks for none reports the first one's in :attr:`kwargs`. A path that is not
+    an LMDB database raises :class:`~aiostore.errors.BackendError`, as does any
+    other LMDB failure (``lmdb.Error`` is its ``__cause__``). When the map
+    fills up, the write transaction is aborted (nothing of it is written), the
+    map is doubled and the transaction is run again. A store inherited through
+    ``fork`` keeps using the parent's environment (LMDB prefers a fresh one per process: use the ``spawn`` or
     ``forkserver`` start methods, or pickle the store, which reopens it).
 
     Examples
@@ -143,22 +147,16 @@ class LMDBStore(BlockingStore):
     ) -> None:
         read_only = bool(read_only or kwargs.get("readonly", False))
         super().__init__(read_only=read_only, dimension_separator=dimension_separator)
-        kwargs.setdefault("map_size", 2**40 if sys.maxsize >= 2**32 else 2**28)
-        kwargs.setdefault("meminit", False)
-        kwargs.setdefault("writemap", False)
-        kwargs.setdefault("metasync", False)
-        kwargs.setdefault("sync", False)
-        kwargs.setdefault("map_async", False)
-        kwargs.setdefault("max_spare_txns", os.cpu_count() or 1)
-        if read_only:
-            kwargs["readonly"] = True
+        settings = open_settings(kwargs, read_only)
         self.path = fs_path(path, type(self).__name__)
         self.buffers = bool(buffers)
-        self.kwargs = kwargs
-        if not read_only and kwargs.get("create", True):
+        if not read_only and settings.get("create", True):
             # As a directory store would: "data/array.mdb" works without "data/".
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self._shared: SharedEnv | None = acquire_env(self.path, kwargs, read_only)
+        self._shared: SharedEnv | None = acquire_env(self.path, settings, read_only, asked=kwargs)
+        #: The ``lmdb.open`` settings in effect: those of the environment this
+        #: process has open on the database (a second store joins it).
+        self.kwargs = {**self._shared.kwargs, "readonly": True} if read_only else dict(self._shared.kwargs)
         self._max_key = self._shared.max_key_size
 
     @property
@@ -182,6 +180,8 @@ class LMDBStore(BlockingStore):
                 txn = env.begin(buffers=True) if buffers else env.begin()
             except lmdb.MapResizedError:
                 pass
+            except lmdb.Error as exc:
+                raise BackendError(self.path, f"LMDB read failed: {exc}") from exc
             else:
                 with txn:
                     return fn(txn)
@@ -205,6 +205,8 @@ class LMDBStore(BlockingStore):
                 full = True
             except lmdb.MapResizedError:
                 full = False
+            except lmdb.Error as exc:  # nothing of the transaction was stored
+                raise BackendError(self.path, f"LMDB write failed: {exc}") from exc
             finally:
                 shared.release()
             if full:
@@ -261,7 +263,10 @@ class LMDBStore(BlockingStore):
                 put(encoded, value)
 
         if pairs:
-            self._write(write)
+            try:
+                self._write(write)
+            except BackendError as exc:  # one transaction: every key of it failed
+                failed.update((key, exc) for key, _ in items if key not in failed)
         if failed:
             raise BatchWriteError(failed)
 
