@@ -339,3 +339,23 @@ def test_a_file_that_is_not_a_database_is_a_backend_error_naming_it(tmp_path: Pa
         DBMStore(str(tmp_path))
     with pytest.raises(TypeError, match="open must be a dbm-style open function"):
         DBMStore(str(tmp_path / "x.db"), open="dbm.dumb")  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="SIGKILL of a forked writer")
+@pytest.mark.xfail(strict=True, reason="dbm.dumb is not crash-safe: DBMStore's docs say so (issue 11)")
+def test_dbm_dumb_keeps_old_or_new_values_when_its_writer_is_killed(tmp_path: Path) -> None:
+    # dbm.dumb rewrites a value in place when the new one fits (its index keeps the old
+    # length until sync), and keeps a grown value's new place only in memory.
+    path = str(tmp_path / "x.db")
+    store = DBMStore(path, open=dbm.dumb.open)
+    store.set_many_sync({"shrinks": b"A" * 1000, "grows": b"A" * 10})
+    store.close_sync()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        child = DBMStore(path, open=dbm.dumb.open)
+        child.set_many_sync({"shrinks": b"B" * 10, "grows": b"B" * 1000})
+        os.kill(os.getpid(), 9)
+    os.waitpid(pid, 0)
+    after = DBMStore(path, "r", open=dbm.dumb.open).get_many_sync(["shrinks", "grows"])
+    assert after["shrinks"] in (b"A" * 1000, b"B" * 10)  # torn: b"BBBBBBBBBBAAA..."
+    assert after["grows"] == b"B" * 1000  # the write had returned: lost

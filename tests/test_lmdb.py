@@ -510,7 +510,7 @@ def test_paths_that_are_not_lmdb_databases_are_backend_errors(tmp_path: Path) ->
     [
         ({"map_size": -1}, ValueError, "map_size"),
         ({"map_size": 0}, ValueError, "map_size"),
-        ({"map_size": "1GB"}, ValueError, "map_size"),
+        ({"map_size": "1GB"}, TypeError, "map_size"),
         ({"max_dbs": -1}, ValueError, "max_dbs"),
         ({"bogus": 1}, TypeError, "bogus"),
     ],

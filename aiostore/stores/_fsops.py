@@ -21,6 +21,7 @@ __all__ = [
     "MISSING",
     "fs_path",
     "TEMP_PREFIX",
+    "TEMP_FILE_GRACE",
     "below_value",
     "naming_key",
     "remove_stale_temp_files",
@@ -72,11 +73,13 @@ def remove_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def below_value(path: str, key: str) -> KeyConflictError:
-    """The error for writing ``key`` (at ``path``) below a key that holds a value.
+def below_value(path: str, key: str) -> Exception:
+    """The error for writing ``key`` (at ``path``) where a file is in the way.
 
-    Called after the write failed with ``ENOTDIR``/``EEXIST``: the existing key is
-    the highest parent of ``path`` that is not a directory (a KeyError, as zarr 2).
+    Called after the write failed with ``ENOTDIR``/``EEXIST``: a
+    :class:`KeyConflictError` (a KeyError, as zarr 2) naming the highest parent
+    key that holds a value, or, if none does, a ``NotADirectoryError`` naming the
+    store's root, which is then below a file.
     """
     parents: list[tuple[str, str]] = []  # (key, path), deepest first
     prefix, parent = key, path
@@ -87,7 +90,10 @@ def below_value(path: str, key: str) -> KeyConflictError:
     for parent_key, parent_path in reversed(parents):
         if os.path.lexists(parent_path) and not os.path.isdir(parent_path):
             return KeyConflictError(key, parent_key)
-    return KeyConflictError(key, parents[0][0] if parents else key)  # gone again since
+    root = os.path.dirname(parent)
+    return NotADirectoryError(
+        errno.ENOTDIR, f"the store's root is not a directory (writing key {key!r})", root
+    )
 
 
 def naming_key(exc: OSError, key: str, path: str) -> OSError:
@@ -100,9 +106,10 @@ def naming_key(exc: OSError, key: str, path: str) -> OSError:
     return named
 
 
-def write_atomically(path: str, key: str, value: Buffer, token: str) -> None:
-    """Write ``key``'s value to ``path`` atomically: a temp file in the same directory,
-    then :func:`os.replace`; on any failure the temp file is removed and the old value stays.
+def write_atomically(root: str, path: str, key: str, value: Buffer, token: str) -> None:
+    """Write ``key``'s value to ``path`` (below ``root``) atomically: a temp file in the
+    same directory, then :func:`os.replace`; on any failure the temp file is removed,
+    the old value stays, and directories made for it (and left empty) are removed.
 
     A key below a value (``0/0`` where ``0`` is one) is refused with
     :class:`~aiostore.errors.KeyConflictError`; a value where a directory is
@@ -110,65 +117,82 @@ def write_atomically(path: str, key: str, value: Buffer, token: str) -> None:
     error naming the key and its path.
     """
     try:
-        _write_atomically(path, key, value, token)
+        _write_atomically(root, path, key, value, token)
     except KeyConflictError:
         raise
     except OSError as exc:
         raise naming_key(exc, key, path) from exc
 
 
-def _write_atomically(path: str, key: str, value: Buffer, token: str) -> None:
+def _write_atomically(root: str, path: str, key: str, value: Buffer, token: str) -> None:
     dir_path = os.path.dirname(path)
     temp = os.path.join(dir_path, TEMP_PREFIX + token)
-    for attempt in range(3):
-        try:
-            fd = os.open(temp, _WRITE_FLAGS, 0o666)
-            break
-        except FileNotFoundError:
-            # The directory is missing: made here, unless a concurrent delete's
-            # pruning removes it again before the open (then try once more).
-            try:
-                os.makedirs(dir_path, exist_ok=True)
-            except (FileExistsError, NotADirectoryError):
-                raise below_value(path, key) from None
-            if attempt == 2:
-                raise
-        except NotADirectoryError:
-            raise below_value(path, key) from None
+    made_dirs = False
     try:
+        for attempt in range(3):
+            try:
+                fd = os.open(temp, _WRITE_FLAGS, 0o666)
+                break
+            except FileNotFoundError:
+                # The directory is missing: made here, unless a concurrent delete's
+                # pruning removes it again before the open (then try once more).
+                try:
+                    os.makedirs(dir_path, exist_ok=True)
+                except (FileExistsError, NotADirectoryError):
+                    raise below_value(path, key) from None
+                made_dirs = True
+                if attempt == 2:
+                    raise
+            except NotADirectoryError:
+                raise below_value(path, key) from None
         try:
-            write_all(fd, value)
-        finally:
-            os.close(fd)
-        try:
-            os.replace(temp, path)
-        except OSError as exc:
-            if exc.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
-                raise
-            if not os.path.isdir(path) or os.path.islink(path):
-                raise
-            shutil.rmtree(path)  # zarr 2: a value replaces a directory at its key
-            os.replace(temp, path)
+            try:
+                write_all(fd, value)
+            finally:
+                os.close(fd)
+            try:
+                os.replace(temp, path)
+            except OSError as exc:
+                if exc.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                if not os.path.isdir(path) or os.path.islink(path):
+                    raise
+                shutil.rmtree(path)  # zarr 2: a value replaces a directory at its key
+                os.replace(temp, path)
+        except BaseException:
+            # Any failure, KeyboardInterrupt included: the key keeps its old value.
+            unlink_quietly(temp)
+            raise
     except BaseException:
-        # Any failure, KeyboardInterrupt included: the key keeps its old value.
-        unlink_quietly(temp)
+        if made_dirs:  # a name with no key below it must not be listed
+            prune_empty_dirs(root, dir_path)
         raise
 
 
+#: Seconds a temporary file must predate the store's open to count as stale: file
+#: times are coarse (a file made just after the open can carry an earlier time).
+TEMP_FILE_GRACE = 1.0
+
+
 def remove_stale_temp_files(root: str, older_than: float) -> int:
-    """Remove the temporary files below ``root`` last changed before ``older_than``
-    (a :func:`time.time` value), those a killed writer left; returns how many."""
+    """Remove the temporary files below ``root`` last changed more than
+    :data:`TEMP_FILE_GRACE` before ``older_than`` (a :func:`time.time` value), those a
+    killed writer left, and the directories that leaves empty; returns how many files."""
     removed = 0
+    emptied: list[str] = []
     for dir_path, _dirs, files in os.walk(root):
         for name in files:
             if name.startswith(TEMP_PREFIX):
                 path = os.path.join(dir_path, name)
                 try:
-                    if os.lstat(path).st_mtime < older_than:
+                    if os.lstat(path).st_mtime < older_than - TEMP_FILE_GRACE:
                         os.unlink(path)
                         removed += 1
+                        emptied.append(dir_path)
                 except FileNotFoundError:
                     continue  # gone: its write finished
+    for dir_path in reversed(emptied):  # deepest last seen first
+        prune_empty_dirs(root, dir_path)
     return removed
 
 

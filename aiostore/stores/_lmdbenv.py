@@ -249,10 +249,12 @@ def check_open_kwargs(kwargs: dict[str, Any]) -> None:
         )
     for name in _COUNTS:
         value = kwargs.get(name)
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < (name == "map_size")
-        ):
-            kind = "a positive integer" if name == "map_size" else "a non-negative integer"
+        if value is None:
+            continue
+        kind = "a positive integer" if name == "map_size" else "a non-negative integer"
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"LMDBStore {name} must be {kind}, not {value!r}")
+        if value < (name == "map_size"):
             raise ValueError(f"LMDBStore {name} must be {kind}, not {value!r}")
 
 

@@ -94,6 +94,13 @@ class DBMStore(BlockingStore):
     lock; ``flag="r"`` takes none). A file that is not a database of this
     ``open`` raises :class:`~aiostore.errors.BackendError` naming the path.
 
+    A write's safety against a crash is the implementation's: ``dbm.dumb``
+    (what :func:`dbm.open` falls back to when Python has neither gdbm nor ndbm)
+    is *not* crash-safe -- it rewrites a value in place when the new one fits
+    and keeps its index in memory until sync or close, so a process killed while
+    writing can leave torn values and lose writes that had returned. Where a
+    crash must not cost data, use :class:`~aiostore.LMDBStore` or a directory store.
+
     Examples
     --------
     >>> import anyio, dbm.dumb, tempfile, os

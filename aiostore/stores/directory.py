@@ -307,7 +307,9 @@ class DirectoryStore(BlockingStore):
         tokens = itertools.count()
         write_each(
             items,
-            lambda key, value: write_atomically(self._fs_path(key), key, value, f"{batch}-{next(tokens)}"),
+            lambda key, value: write_atomically(
+                self.path, self._fs_path(key), key, value, f"{batch}-{next(tokens)}"
+            ),
         )
 
     def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
@@ -350,7 +352,14 @@ class DirectoryStore(BlockingStore):
         dir_path = self._fs_path(path)
         try:
             with os.scandir(dir_path) as entries:
-                names = [e.name for e in entries if not e.name.startswith(TEMP_PREFIX)]
+                # A directory with no key below it (a killed writer's, holding only its
+                # temporary file, or emptied) is no name: list() finds nothing there.
+                names = [
+                    e.name
+                    for e in entries
+                    if not e.name.startswith(TEMP_PREFIX)
+                    and (not e.is_dir(follow_symlinks=False) or next(walk(e.path, "", ""), None))
+                ]
         except OSError as exc:
             if exc.errno in _MISSING:
                 return []
@@ -386,9 +395,10 @@ class DirectoryStore(BlockingStore):
     async def remove_temp_files(self) -> int:
         """Remove the temporary files that killed writers left; returns how many.
 
-        Only files older than the store's open are removed (a write in flight
-        in another process started before it, and still running, then fails
-        cleanly rather than tearing a value).
+        Only files older than the store's open (by a second, as file times are
+        coarse) are removed, and the directories left empty; a write in flight
+        in another process that started before it and is still running then
+        fails cleanly rather than tearing a value.
 
         >>> import anyio, os, tempfile
         >>> root = tempfile.mkdtemp()

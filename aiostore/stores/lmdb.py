@@ -262,13 +262,15 @@ class LMDBStore(BlockingStore):
             for encoded, value in pairs:
                 put(encoded, value)
 
+        cause = None
         if pairs:
             try:
                 self._write(write)
             except BackendError as exc:  # one transaction: every key of it failed
                 failed.update((key, exc) for key, _ in items if key not in failed)
+                cause = exc
         if failed:
-            raise BatchWriteError(failed)
+            raise BatchWriteError(failed) from cause
 
     def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
         max_key = self._max_key

@@ -62,6 +62,8 @@ from aiostore.stores._zipread import EntryReader, newest_entries
 
 __all__ = ["ZipStore"]
 
+_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+
 #: The modes of :class:`zipfile.ZipFile`.
 ZipMode: TypeAlias = Literal["r", "w", "a", "x"]
 
@@ -152,6 +154,11 @@ class ZipStore(BlockingStore):
     ) -> None:
         if mode not in ("r", "w", "a", "x"):
             raise ValueError(f"ZipStore mode must be 'r', 'w', 'a' or 'x', not {mode!r}")
+        if compression not in _COMPRESSIONS:
+            raise ValueError(
+                "ZipStore compression must be zipfile.ZIP_STORED, ZIP_DEFLATED, ZIP_BZIP2 "
+                f"or ZIP_LZMA, not {compression!r}"
+            )
         super().__init__(read_only=mode == "r", dimension_separator=dimension_separator)
         self.path = fs_path(path, type(self).__name__)
         self.compression = compression
