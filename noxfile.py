@@ -19,6 +19,7 @@ TEST_DEPS = [
     "hypothesis>=6.100",
     "obstore>=0.6",
     "moto[server]>=5",
+    "dask[distributed]",  # tests/stress writes through every store from a process cluster
 ]
 ZARR2_DEPS = ["zarr==2.18.7", "numcodecs<0.16", "msgpack"]
 # docs/griffe_aiostore.py uses griffe's API directly, so griffe is pinned too.
@@ -84,6 +85,27 @@ def zarr3(session: nox.Session) -> None:
     """The zarr 3 adapter under the newest zarr 3, with zarr's own StoreTests and its doctests."""
     session.install("-e", ".", *TEST_DEPS, "zarr>=3,<4", "xarray", "dask[array,distributed]")
     session.run("pytest", "tests/zarr3", "--doctest-modules", "aiostore/zarr3", *session.posargs)
+
+
+@nox.session
+def stress(session: nox.Session) -> None:
+    """The stress suite at full scale: hundreds of SIGKILLed writers per store, many
+    processes and threads, cancellations, injected faults, hostile keys in the
+    read-only sandbox. Prints one summary line (kills, keys checked, processes,
+    cancellations, faults; torn values, lost writes, escapes).
+
+    CI runs the same tests at a bounded scale, inside the ``tests`` session.
+    ``AIOSTORE_STRESS_SEED`` replays a run; extra arguments go to pytest.
+    """
+    session.install("-e", ".", *TEST_DEPS)
+    session.run(
+        "pytest",
+        "tests/stress",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"AIOSTORE_STRESS": "full"},
+    )
 
 
 @nox.session
