@@ -384,6 +384,7 @@ class DirectoryStore(BlockingStore):
                 os.unlink(target)  # the link only: its target may be outside the root
         elif os.path.isdir(target):
             shutil.rmtree(target)
+            prune_empty_dirs(self.path, os.path.dirname(target))
 
     def _rename_blocking(self, src: str, dst: str) -> None:
         move(self.path, self._fs_path(src), self._fs_path(dst), src, dst)

@@ -178,6 +178,7 @@ class MemoryStore(BlockingStore):
             found = self._parent(path)
             if found is not None and isinstance(found[0].get(found[1]), self.cls):
                 del found[0][found[1]]
+                self._prune(path)
 
     def _rename_blocking(self, src: str, dst: str) -> None:
         with self._lock:
@@ -190,6 +191,7 @@ class MemoryStore(BlockingStore):
                 raise FileExistsError(f"cannot rename {src!r} to {dst!r}: {dst!r} exists")
             parent, name = self._require_parent(dst)
             parent[name] = found[0].pop(found[1])
+            self._prune(src)
 
     def _getsize_blocking(self, path: str) -> int:
         with self._lock:
