@@ -33,6 +33,7 @@ from aiostore.testing._cases import NOT_BYTES_LIKE as NOT_BYTES_LIKE
 from aiostore.testing._cases import ODD_KEYS as ODD_KEYS
 from aiostore.testing._hierarchy import HierarchyTests
 from aiostore.testing._lifecycle import LifecycleTests
+from aiostore.testing._listings import ListingTests
 from aiostore.testing._reads import ReadTests
 from aiostore.testing._sync import SyncTwinTests
 from aiostore.testing._writes import WriteTests
@@ -40,7 +41,7 @@ from aiostore.testing._writes import WriteTests
 __all__ = ["StoreTests"]
 
 
-class StoreTests(ReadTests, WriteTests, HierarchyTests, LifecycleTests, SyncTwinTests):
+class StoreTests(ReadTests, WriteTests, HierarchyTests, ListingTests, LifecycleTests, SyncTwinTests):
     """Conformance tests of the aiostore protocol, for a backend to subclass.
 
     A subclass (named ``Test...`` so that pytest collects it) implements

@@ -184,6 +184,8 @@ class TestObstoreLocal(ObjectStoreTests):
         "test_rename": LOCAL_EMPTY_DIRECTORIES,
         "test_rmdir": LOCAL_EMPTY_DIRECTORIES,
         "test_clear": LOCAL_EMPTY_DIRECTORIES,
+        "test_listdir_matches_list": LOCAL_EMPTY_DIRECTORIES,
+        "test_sync_listdir_matches_keys": LOCAL_EMPTY_DIRECTORIES,
         "test_writing_below_a_value": LOCAL_VALUES_OVER_DIRECTORIES,
     }
 
