@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import cast
+from typing import NamedTuple, cast
 
 __all__ = [
+    "KeyLimits",
     "check_key_collection",
+    "check_key_limits",
     "normalize_key",
     "normalize_keys",
     "normalize_path",
@@ -44,6 +46,71 @@ def _as_text(key: object, what: str) -> str:
     # bytes too: a key is text, and a silently decoded b"a" would be a second
     # spelling of "a" that only some callers use.
     raise TypeError(f"{what} must be str, not {type(key).__name__}: {key!r}")
+
+
+class KeyLimits(NamedTuple):
+    """What a backend can store, beyond the key rules: None (or False) is no limit.
+
+    ``max_key_bytes``: the longest key, in UTF-8 bytes (an LMDB key, a file path);
+    ``max_segment_bytes``: the longest segment (a file name); ``utf8``: keys must be
+    valid Unicode (a Zip entry name or an object key cannot hold a lone surrogate).
+    """
+
+    max_key_bytes: int | None = None
+    max_segment_bytes: int | None = None
+    utf8: bool = False
+
+    def __bool__(self) -> bool:
+        """False if there is no limit at all."""
+        return any(self)
+
+
+def check_key_limits(keys: list[str], limits: KeyLimits) -> None:
+    """ValueError naming the first key of ``keys`` (normalized) beyond ``limits``.
+
+    The usual batch costs a few C-level passes: keys are checked one by one only
+    where a limit could be reached.
+
+    >>> check_key_limits(["a/b", "c" * 300], KeyLimits(max_segment_bytes=255))
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid key 'ccc...ccc': a segment of 300 bytes; this store's names are at most 255 bytes
+    """
+    if limits.utf8:
+        try:
+            "\x00".join(keys).encode("utf-8")
+        except UnicodeEncodeError:
+            for key in keys:
+                try:
+                    key.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError(
+                        f"invalid key {key!r}: it is not valid Unicode (a lone surrogate), "
+                        "which this store cannot store"
+                    ) from None
+    longest = max(map(len, keys), default=0) * 4  # a character is at most 4 UTF-8 bytes
+    max_key, max_segment = limits.max_key_bytes, limits.max_segment_bytes
+    if (max_key is None or longest <= max_key) and (max_segment is None or longest <= max_segment):
+        return
+    for key in keys:
+        encoded = key.encode("utf-8", "surrogateescape")
+        if max_key is not None and len(encoded) > max_key:
+            raise ValueError(
+                f"invalid key {_shown(key)}: {len(encoded)} bytes long; this store's keys are at most "
+                f"{max_key} bytes"
+            )
+        if max_segment is not None and len(encoded) > max_segment:
+            for segment in encoded.split(b"/"):
+                if len(segment) > max_segment:
+                    raise ValueError(
+                        f"invalid key {_shown(key)}: a segment of {len(segment)} bytes; this store's "
+                        f"names are at most {max_segment} bytes"
+                    )
+
+
+def _shown(key: str) -> str:
+    """A long key, shortened for a message (its start and end)."""
+    return repr(key) if len(key) <= 80 else repr(key[:3] + "..." + key[-3:])
 
 
 def check_key_collection(keys: object, what: str = "keys") -> None:
@@ -94,8 +161,9 @@ def normalize_path(path: object, *, lower: bool = False, what: str = "path") -> 
     return normalized.lower() if lower else normalized
 
 
-def normalize_key(key: object, *, lower: bool = False) -> str:
-    """Normalize a key that names a value: like :func:`normalize_path`, but not empty.
+def normalize_key(key: object, *, lower: bool = False, limits: KeyLimits | None = None) -> str:
+    """Normalize a key that names a value: like :func:`normalize_path`, but not empty,
+    and within a backend's ``limits`` (:func:`check_key_limits`) if given.
 
     Examples
     --------
@@ -111,10 +179,14 @@ def normalize_key(key: object, *, lower: bool = False) -> str:
     normalized = normalize_path(key, lower=lower, what="key")
     if not normalized:
         raise ValueError(f"invalid key {key!r}: a key must name something below the root")
+    if limits:
+        check_key_limits([normalized], limits)
     return normalized
 
 
-def normalize_keys(keys: Iterable[object], *, lower: bool = False) -> list[str]:
+def normalize_keys(
+    keys: Iterable[object], *, lower: bool = False, limits: KeyLimits | None = None
+) -> list[str]:
     """:func:`normalize_key` of every key of a batch, duplicates dropped (first kept).
 
     A batch is usually zarr chunk keys that are already normal. Those are
@@ -138,7 +210,11 @@ def normalize_keys(keys: Iterable[object], *, lower: bool = False) -> list[str]:
         unique = normal if len(set(normal)) == len(normal) else list(dict.fromkeys(normal))
     else:
         unique = list(dict.fromkeys(normalize_key(k) for k in batch))
-    return list(dict.fromkeys(k.lower() for k in unique)) if lower else unique
+    if lower:
+        unique = list(dict.fromkeys(k.lower() for k in unique))
+    if limits:
+        check_key_limits(unique, limits)
+    return unique
 
 
 def _already_normal(batch: list[object]) -> bool:

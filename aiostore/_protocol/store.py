@@ -25,7 +25,7 @@ from aiostore._protocol.checks import (
 )
 from aiostore._protocol.hooks import StoreHooks
 from aiostore._runtime.portal import run_on_portal
-from aiostore.keys import check_key_collection, normalize_key, normalize_keys, normalize_path
+from aiostore.keys import KeyLimits, check_key_collection, normalize_key, normalize_keys, normalize_path
 
 __all__ = ["Store"]
 
@@ -110,6 +110,10 @@ class Store(StoreHooks):
     #: Whether the ``*_sync`` methods do their work without an event loop (a
     #: blocking backend's do; a natively async store's run on the background loop).
     supports_sync_io: ClassVar[bool] = False
+    #: What the backend can store beyond the key rules (the longest key and file
+    #: name, valid Unicode only): the key gate refuses a key past them with a
+    #: ValueError naming it. A class attribute, or set per store in ``__init__``.
+    key_limits: KeyLimits = KeyLimits()
 
     def __init__(
         self,
@@ -154,7 +158,7 @@ class Store(StoreHooks):
         >>> MemoryStore().check_key("/a//b")
         'a/b'
         """
-        return normalize_key(key, lower=self._normalize_keys)
+        return normalize_key(key, lower=self._normalize_keys, limits=self.key_limits)
 
     def check_keys(self, keys: Iterable[object]) -> list[str]:
         """:meth:`check_key` of every key of a batch, duplicates dropped (first kept).
@@ -164,7 +168,7 @@ class Store(StoreHooks):
         if type(self).check_key is not Store.check_key:
             check_key_collection(keys)
             return list(dict.fromkeys(self.check_key(k) for k in keys))
-        return normalize_keys(keys, lower=self._normalize_keys)
+        return normalize_keys(keys, lower=self._normalize_keys, limits=self.key_limits)
 
     def check_path(self, path: object) -> str:
         """Return a path (``None`` or ``""`` for the root) as this store stores it."""

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 
 from aiostore.abc import Buffer
 from aiostore.errors import KeyConflictError
-from aiostore.keys import normalize_path
+from aiostore.keys import KeyLimits, normalize_path
 
 __all__ = [
     "MISSING",
+    "fs_key_limits",
     "fs_path",
     "TEMP_PREFIX",
     "TEMP_FILE_GRACE",
@@ -304,6 +305,16 @@ def fs_path(path: str | os.PathLike[str], store: str) -> str:
             f"{store} takes a file-system path, not the URL {text!r}: use aiostore.open_store({text!r})"
         )
     return os.path.abspath(text)
+
+
+def fs_key_limits(root: str) -> KeyLimits:
+    """The keys a file system can hold below ``root``: names of at most 255 bytes
+    (NAME_MAX), paths of at most 4095 (PATH_MAX, less its NUL).
+
+    >>> fs_key_limits("/data/")
+    KeyLimits(max_key_bytes=4089, max_segment_bytes=255, utf8=False)
+    """
+    return KeyLimits(max_key_bytes=4095 - len(os.fsencode(root)), max_segment_bytes=255)
 
 
 def prune_empty_dirs(root: str, directory: str) -> None:

@@ -47,6 +47,7 @@ from aiostore.stores._fsops import MISSING as _MISSING
 from aiostore.stores._fsops import (
     TEMP_PREFIX,
     empty_dir,
+    fs_key_limits,
     fs_path,
     is_plain_path,
     move,
@@ -202,6 +203,7 @@ class DirectoryStore(BlockingStore):
         #: When the store was opened (:func:`time.time`): older temporary files are stale.
         self.opened_at = time.time()
         self._root_slash = os.path.join(root, "")
+        self.key_limits = fs_key_limits(self._root_slash)
 
     # -- keys ------------------------------------------------------------------
     def check_key(self, key: object) -> str:

@@ -35,7 +35,7 @@ import lmdb  # the py-lmdb package: imports are absolute, so not this module
 
 from aiostore.abc import BlockingStore, Buffer, Request
 from aiostore.errors import BackendError, BatchWriteError, ClosedStoreError
-from aiostore.keys import parent_prefix
+from aiostore.keys import KeyLimits, parent_prefix
 from aiostore.stores._fsops import fs_path
 from aiostore.stores._lmdbenv import SharedEnv, acquire_env, open_settings, release_env
 
@@ -158,6 +158,7 @@ class LMDBStore(BlockingStore):
         #: process has open on the database (a second store joins it).
         self.kwargs = {**self._shared.kwargs, "readonly": True} if read_only else dict(self._shared.kwargs)
         self._max_key = self._shared.max_key_size
+        self.key_limits = KeyLimits(max_key_bytes=self._max_key)
 
     @property
     def db(self) -> lmdb.Environment:

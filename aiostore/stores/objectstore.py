@@ -39,7 +39,7 @@ import sniffio
 from aiostore._runtime.offload import gather_each, offload, offload_each
 from aiostore.abc import Buffer, ByteRange, Request, Store, slice_byte_range
 from aiostore.errors import BatchWriteError
-from aiostore.keys import parent_prefix
+from aiostore.keys import KeyLimits, parent_prefix
 from aiostore.stores._objectcalls import (
     first_line,
     get_options,
@@ -138,6 +138,9 @@ class ObjectStore(Store):
             client = store
         http = self._location.startswith(("http://", "https://")) or type(client).__name__ == "HTTPStore"
         super().__init__(read_only=read_only or http, dimension_separator=dimension_separator)
+        # Object keys are UTF-8; a local file system's names are at most 255 bytes.
+        local = type(client).__name__ == "LocalStore"
+        self.key_limits = KeyLimits(max_segment_bytes=255 if local else None, utf8=True)
         self._client = client
         self._pid = os.getpid()
 

@@ -120,8 +120,8 @@ class LRUStoreCache(Store):
         if prefetch_concurrency < 1 or prefetch_batch_size < 1:
             raise ValueError("prefetch_concurrency and prefetch_batch_size must be >= 1")
         super().__init__(read_only=inner.read_only, dimension_separator=inner.dimension_separator)
-        # Keys are normalized exactly as the store does, so the keys the store
-        # answers with are the keys the cache asked for.
+        self.key_limits = inner.key_limits
+        # Keys are normalized as the store does: it answers with the keys the cache asked for.
         self._normalize_keys = inner.normalize_keys
         self.supports_deletes = inner.supports_deletes  # type: ignore[misc]
         self.supports_listing = inner.supports_listing  # type: ignore[misc]
