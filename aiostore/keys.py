@@ -24,6 +24,7 @@ ValueError: invalid key '../etc/passwd': '.' and '..' segments are not allowed
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from typing import NamedTuple, cast
 
@@ -31,6 +32,7 @@ __all__ = [
     "KeyLimits",
     "check_key_collection",
     "check_key_limits",
+    "is_key_path",
     "normalize_key",
     "normalize_keys",
     "normalize_path",
@@ -53,12 +55,16 @@ class KeyLimits(NamedTuple):
 
     ``max_key_bytes``: the longest key, in UTF-8 bytes (an LMDB key, a file path);
     ``max_segment_bytes``: the longest segment (a file name); ``utf8``: keys must be
-    valid Unicode (a Zip entry name or an object key cannot hold a lone surrogate).
+    valid Unicode (a Zip entry name or an object key cannot hold a lone surrogate);
+    ``bad_segment``: a regular expression no segment may match in full, for the
+    reason given in ``bad_segment_reason``.
     """
 
     max_key_bytes: int | None = None
     max_segment_bytes: int | None = None
     utf8: bool = False
+    bad_segment: str | None = None
+    bad_segment_reason: str = ""
 
     def __bool__(self) -> bool:
         """False if there is no limit at all."""
@@ -71,10 +77,10 @@ def check_key_limits(keys: list[str], limits: KeyLimits) -> None:
     The usual batch costs a few C-level passes: keys are checked one by one only
     where a limit could be reached.
 
-    >>> check_key_limits(["a/b", "c" * 300], KeyLimits(max_segment_bytes=255))
+    >>> check_key_limits(["a/b", "b/" + "c" * 9], KeyLimits(max_segment_bytes=8))
     Traceback (most recent call last):
     ...
-    ValueError: invalid key 'ccc...ccc': a segment of 300 bytes; this store's names are at most 255 bytes
+    ValueError: invalid key 'b/ccccccccc': a segment of 9 bytes; this store's names are at most 8 bytes
     """
     if limits.utf8:
         try:
@@ -88,6 +94,12 @@ def check_key_limits(keys: list[str], limits: KeyLimits) -> None:
                         f"invalid key {key!r}: it is not valid Unicode (a lone surrogate), "
                         "which this store cannot store"
                     ) from None
+    if limits.bad_segment:
+        bad = re.compile(limits.bad_segment)
+        for key in keys:
+            for segment in key.split("/"):
+                if bad.fullmatch(segment):
+                    raise ValueError(f"invalid key {key!r}: {limits.bad_segment_reason} ({segment!r})")
     longest = max(map(len, keys), default=0) * 4  # a character is at most 4 UTF-8 bytes
     max_key, max_segment = limits.max_key_bytes, limits.max_segment_bytes
     if (max_key is None or longest <= max_key) and (max_segment is None or longest <= max_segment):
@@ -96,21 +108,16 @@ def check_key_limits(keys: list[str], limits: KeyLimits) -> None:
         encoded = key.encode("utf-8", "surrogateescape")
         if max_key is not None and len(encoded) > max_key:
             raise ValueError(
-                f"invalid key {_shown(key)}: {len(encoded)} bytes long; this store's keys are at most "
+                f"invalid key {key!r}: {len(encoded)} bytes long; this store's keys are at most "
                 f"{max_key} bytes"
             )
         if max_segment is not None and len(encoded) > max_segment:
-            for segment in encoded.split(b"/"):
-                if len(segment) > max_segment:
+            for name in encoded.split(b"/"):
+                if len(name) > max_segment:
                     raise ValueError(
-                        f"invalid key {_shown(key)}: a segment of {len(segment)} bytes; this store's "
+                        f"invalid key {key!r}: a segment of {len(name)} bytes; this store's "
                         f"names are at most {max_segment} bytes"
                     )
-
-
-def _shown(key: str) -> str:
-    """A long key, shortened for a message (its start and end)."""
-    return repr(key) if len(key) <= 80 else repr(key[:3] + "..." + key[-3:])
 
 
 def check_key_collection(keys: object, what: str = "keys") -> None:
@@ -129,8 +136,11 @@ def check_key_collection(keys: object, what: str = "keys") -> None:
         raise TypeError(f"{what} must be a collection of str keys, not {type(keys).__name__}: {keys!r}")
 
 
-def normalize_path(path: object, *, lower: bool = False, what: str = "path") -> str:
-    """Normalize a storage path; the empty path (the root) is allowed.
+def normalize_path(
+    path: object, *, lower: bool = False, what: str = "path", limits: KeyLimits | None = None
+) -> str:
+    """Normalize a storage path; the empty path (the root) is allowed, any other is
+    checked against a backend's ``limits`` (:func:`check_key_limits`) if given.
 
     Parameters
     ----------
@@ -158,7 +168,23 @@ def normalize_path(path: object, *, lower: bool = False, what: str = "path") -> 
         if segment in (".", ".."):
             raise ValueError(f"invalid key {path!r}: '.' and '..' segments are not allowed")
     normalized = "/".join(segments)
-    return normalized.lower() if lower else normalized
+    if lower:
+        normalized = normalized.lower()
+    if limits and normalized:
+        check_key_limits([normalized], limits)
+    return normalized
+
+
+def is_key_path(path: str, limits: KeyLimits | None = None) -> bool:
+    """True if ``path`` is already normal (and within ``limits``), so that a key can start with it.
+
+    >>> is_key_path("a/b"), is_key_path("./x"), is_key_path("a//b")
+    (True, False, False)
+    """
+    try:
+        return normalize_path(path, limits=limits) == path
+    except ValueError:
+        return False
 
 
 def normalize_key(key: object, *, lower: bool = False, limits: KeyLimits | None = None) -> str:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import random
+import signal
 import threading
 import time
+import traceback
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, MutableMapping, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -16,7 +19,7 @@ import pytest
 
 from aiostore import LRUStoreCache, MappingStore, MemoryStore, ReadOnlyError
 from aiostore import sync as aiosync
-from aiostore.abc import Buffer, ByteRange, Store, slice_byte_range
+from aiostore.abc import Buffer, ByteRange, Request, Store, slice_byte_range
 
 T = TypeVar("T")
 
@@ -725,3 +728,89 @@ async def test_a_string_is_not_a_collection_of_keys_for_the_cache() -> None:
             await cache.get_many(collection)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="collection of str keys"):
             cache.get_many_sync(collection)  # type: ignore[arg-type]
+
+
+# -- fork ------------------------------------------------------------------------------
+
+
+def in_forked_child(body: Callable[[], object], seconds: int = 10) -> int:
+    """Run ``body`` in a child made by ``os.fork``: its exit code (-14: hung until SIGALRM)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            signal.alarm(seconds)
+            body()
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork() with threads running
+def test_a_forked_child_does_not_join_a_fetch_of_the_parent() -> None:
+    entered, gate = threading.Event(), threading.Event()
+
+    class SlowStore(MemoryStore):
+        resource = "disk"  # its reads run in worker threads, as a file store's do
+
+        def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
+            if any(key == "slow" for key, _ in requests):
+                entered.set()
+                gate.wait(10)
+            return super()._get_blocking(requests)
+
+    store = SlowStore()
+    store.set_many_sync({"slow": b"v", "k": b"1"})
+    cache = aiosync.LRUStoreCache(store, max_size=2**20)
+    assert cache["k"] == b"1"  # cached before the fork
+    reader = threading.Thread(target=cache.__getitem__, args=("slow",))
+    reader.start()
+    assert entered.wait(10)  # a fetch of "slow" is in flight in the parent
+
+    def child() -> None:  # that fetch never ends here: the child fetches anew
+        gate.set()
+        assert cache["slow"] == b"v" and cache["k"] == b"1"
+        cache["w"] = b"2"
+        assert cache["w"] == b"2" and cache.getitems(["slow", "w"], contexts={}) == {"slow": b"v", "w": b"2"}
+
+    try:
+        assert in_forked_child(child) == 0
+    finally:
+        gate.set()
+        reader.join(10)
+    assert cache["slow"] == b"v" and "w" not in cache
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_child_forked_while_the_cache_lock_is_held_does_not_hang() -> None:
+    cache = aiosync.LRUStoreCache({"k": b"1"}, max_size=2**20)
+    assert cache["k"] == b"1"
+    lock = cache.async_store._lock
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # as a reader or writer between two steps would
+        with lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+
+    def child() -> None:
+        assert cache["k"] == b"1"
+        cache["w"] = b"2"
+        assert cache["w"] == b"2" and sorted(cache) == ["k", "w"]
+
+    try:
+        assert in_forked_child(child) == 0
+    finally:
+        release.set()
+        holder.join(10)
+    assert "w" not in cache and cache["k"] == b"1"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dbm.dumb
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -46,7 +48,7 @@ from test_store_protocol import (  # noqa: F401
 
 import aiostore.sync
 from aiostore import BatchWriteError, ClosedStoreError, DBMStore, ReadOnlyError
-from aiostore.errors import BackendError, StoreError
+from aiostore.errors import BackendError, SettingsConflictError, StoreError, StoreLockedError
 
 pytestmark = pytest.mark.anyio
 
@@ -218,9 +220,11 @@ async def test_closing_waits_for_a_running_batch_and_later_calls_fail_clearly(pa
     store._close_blocking()  # as if closed from another thread mid-way
     with pytest.raises(ClosedStoreError, match="is closed"):
         store._get_blocking([("a", None)])
-    with pytest.raises(BatchWriteError) as info:
+    with pytest.raises((BatchWriteError, ClosedStoreError)) as info:
         await store.set_many({"a": b"2"})
-    assert isinstance(info.value.failed["a"], ClosedStoreError)
+    # A batch failed only by the close may be reported as a ClosedStoreError caused by it.
+    batch = info.value if isinstance(info.value, BatchWriteError) else info.value.__cause__
+    assert isinstance(batch, BatchWriteError) and isinstance(batch.failed["a"], ClosedStoreError)
 
 
 def test_write_lock_false_works_and_survives_pickling(path: str) -> None:
@@ -293,6 +297,10 @@ def test_equality_follows_path_and_open(path: str, fake_dbm: type[FakeDBM]) -> N
     a = DBMStore(path, open=fake_dbm)
     assert a == DBMStore(path, flag="r", open=fake_dbm)
     assert a != DBMStore(path + "x", open=fake_dbm)
+    with pytest.raises(SettingsConflictError, match="open="):  # one open database per path
+        DBMStore(path, open=dbm.dumb.open)
+    a.close_sync()
+    assert a == pickle.loads(pickle.dumps(a))
     assert a != DBMStore(path, open=dbm.dumb.open)
 
 
@@ -303,25 +311,33 @@ def _run(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
-def test_a_second_writing_process_is_refused_and_readers_are_not(tmp_path: Path) -> None:
+def test_a_second_process_is_refused_while_one_writes(tmp_path: Path) -> None:
     path = str(tmp_path / "data.db")
     store = DBMStore(path, open=dbm.dumb.open)
     store.set_many_sync({"a": b"1"})
     store.flush_sync()
-    writer = f"import dbm.dumb, aiostore\naiostore.DBMStore({path!r}, open=dbm.dumb.open).close_sync()\n"
-    refused = _run(writer)
-    assert refused.returncode != 0 and "StoreLockedError" in refused.stderr and path in refused.stderr
-    assert "flag='r'" in refused.stderr  # says how to open it without writing
-    reader = _run(
-        "import dbm.dumb, aiostore\n"
-        f"print(aiostore.DBMStore({path!r}, 'r', open=dbm.dumb.open).get_sync('a'))"
+    opener = (
+        "import dbm.dumb, aiostore\ntry:\n"
+        "    aiostore.DBMStore({!r}, {!r}, open=dbm.dumb.open).close_sync()\n"
     )
-    assert reader.stdout.strip() == "b'1'", reader.stderr
-    copy = pickle.loads(pickle.dumps(store))  # a copy in this process shares the lock
+    refusal = (
+        "except aiostore.StoreLockedError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+        "else:\n"
+        "    print('opened')\n"
+    )
+    for flag in ("c", "r"):  # a writer, and a reader too (it would read a stale index)
+        refused = _run(opener.format(path, flag) + refusal)
+        assert refused.stdout.startswith("WriterHoldsLockError"), (flag, refused.stdout, refused.stderr)
+        assert path in refused.stdout and "one writer" in refused.stdout
+        assert "open for writing" in refused.stdout
+    copy = pickle.loads(pickle.dumps(store))  # a copy in this process shares the database
+    assert copy.get_sync("a") == b"1" and copy.db is store.db
     copy.close_sync()
     store.close_sync()
     assert not os.path.exists(path + ".lock")  # the last writer removes its lock file
-    assert _run(writer).returncode == 0
+    assert _run(opener.format(path, "r") + refusal).stdout.strip() == "opened"
+    assert _run(opener.format(path, "c") + refusal).stdout.strip() == "opened"
 
 
 def test_a_file_that_is_not_a_database_is_a_backend_error_naming_it(tmp_path: Path) -> None:
@@ -359,3 +375,306 @@ def test_dbm_dumb_keeps_old_or_new_values_when_its_writer_is_killed(tmp_path: Pa
     after = DBMStore(path, "r", open=dbm.dumb.open).get_many_sync(["shrinks", "grows"])
     assert after["shrinks"] in (b"A" * 1000, b"B" * 10)  # torn: b"BBBBBBBBBBAAA..."
     assert after["grows"] == b"B" * 1000  # the write had returned: lost
+
+
+# -- one open database per process, copies, readers elsewhere, fork (the stress suite's bugs) ------
+
+
+@contextlib.contextmanager
+def opened(*args: Any, **kwargs: Any) -> Iterator[DBMStore]:
+    """A DBMStore, closed (close_sync) at the end of the block."""
+    store = DBMStore(*args, **kwargs)
+    try:
+        yield store
+    finally:
+        store.close_sync()
+
+
+def test_writable_stores_of_one_process_share_one_database_and_lose_nothing(path: str) -> None:
+    # dask and zarr 2 unpickle a copy of the store per task in one worker process: each
+    # had its own dbm.dumb index, and whichever closed last wrote its index over the other's.
+    first = DBMStore(path, open=dbm.dumb.open)
+    second = DBMStore(path, open=dbm.dumb.open)
+    copy = pickle.loads(pickle.dumps(first))
+    assert first.db is second.db
+    written: dict[str, bytes] = {}
+    lock = threading.Lock()
+
+    def write(store: DBMStore, name: str) -> None:
+        for i in range(20):
+            batch = {f"{name}/{i}/{j}": f"{name}{i}{j}".encode() * 50 for j in range(5)}
+            store.set_many_sync(batch)
+            with lock:
+                written.update(batch)
+
+    threads = [
+        threading.Thread(target=write, args=(store, f"{name}{t}"))
+        for name, store in (("a", first), ("b", second), ("c", copy))
+        for t in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert copy.db is first.db
+    reader = DBMStore(path, flag="r", open=dbm.dumb.open)  # shares the writable one: sees it all
+    assert reader.get_many_sync(list(written)) == written
+    first.close_sync()  # the first to close used to lose the others' keys, or they its
+    copy.close_sync()
+    assert reader.get_sync("a0/0/0") == written["a0/0/0"]
+    second.close_sync()
+    reader.close_sync()
+    again = DBMStore(path, flag="r", open=dbm.dumb.open)
+    assert again.get_many_sync(list(written)) == written and len(list(again.list_sync())) == len(written)
+    again.close_sync()
+
+
+def test_flag_n_is_refused_while_the_database_is_open_in_this_process(path: str) -> None:
+    store = DBMStore(path, open=dbm.dumb.open)
+    store.set_sync("a", b"1")
+    with pytest.raises(SettingsConflictError, match="flag='c' there, 'n' here"):
+        DBMStore(path, flag="n", open=dbm.dumb.open)  # would empty it under `store`
+    with pytest.raises(SettingsConflictError, match="open="):
+        DBMStore(path, open=dbm.open)  # another implementation's object on the same files
+    assert store.get_sync("a") == b"1"
+    store.close_sync()
+    with opened(path, flag="n", open=dbm.dumb.open) as fresh:  # closed: "n" empties it
+        assert list(fresh.list_sync()) == []
+
+
+_SUBPROCESS_COPY = """
+import pickle, sys
+import aiostore
+copy = pickle.load(open(sys.argv[1], "rb"))  # must not raise: dask unpickles in its comm handler
+print("unpickled", copy.db is None)
+for name, call in [("get", lambda: copy.get_sync("a")), ("set", lambda: copy.set_sync("b", b"2"))]:
+    try:
+        print(name, call())
+    except aiostore.StoreLockedError as exc:
+        print(name, "refused", type(exc).__name__)
+copy.close_sync()
+"""
+
+
+def test_unpickling_takes_no_lock_and_a_copy_is_refused_at_first_use(tmp_path: Path) -> None:
+    path = str(tmp_path / "data.db")
+    store = DBMStore(path, open=dbm.dumb.open)
+    store.set_sync("a", b"1")
+    dump = tmp_path / "store.pickle"
+    dump.write_bytes(pickle.dumps(store))
+    script = [sys.executable, "-c", _SUBPROCESS_COPY, str(dump)]
+    out = subprocess.run(script, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == [
+        "unpickled True",
+        "get refused WriterHoldsLockError",  # a read would be stale: refused, inside the task
+        "set refused WriterHoldsLockError",
+    ], out.stdout
+    # The scheduler's copy, in the client's process: never used, it holds no lock, so
+    # once the client closes its store a worker process may write.
+    scheduler_copy = pickle.loads(dump.read_bytes())
+    store.close_sync()
+    assert not os.path.exists(path + ".lock")
+    out = subprocess.run(script, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split("\n")[:3] == ["unpickled True", "get b'1'", "set None"], out.stderr
+    # This process's copy takes the lock at its first write, and sees the worker's.
+    assert scheduler_copy.get_sync("b") == b"2"
+    scheduler_copy.set_sync("c", b"3")
+    assert scheduler_copy.db is not None and os.path.exists(path + ".lock")
+    scheduler_copy.close_sync()
+
+
+class SyncCountingDBM(FakeDBM):
+    """A FakeDBM with ``sync``, counting its calls."""
+
+    syncs: ClassVar[int] = 0
+
+    def sync(self) -> None:
+        SyncCountingDBM.syncs += 1
+        self.files[self.path] = dict(self.data)
+
+
+def test_pickling_a_copy_that_never_wrote_does_not_flush(path: str, fake_dbm: type[FakeDBM]) -> None:
+    SyncCountingDBM.syncs = 0
+    store = DBMStore(path, flag="n", open=SyncCountingDBM)
+    store.set_sync("a", b"1")
+    copy = pickle.loads(pickle.dumps(store))  # the writer flushes what it wrote
+    assert SyncCountingDBM.syncs == 1 and copy.flag == "c"
+    assert copy.get_sync("a") == b"1"  # shares the open database
+    pickle.dumps(copy)  # distributed pickles task specs again: no flush, no lock
+    pickle.dumps(pickle.loads(pickle.dumps(copy)))
+    assert SyncCountingDBM.syncs == 1
+    copy.set_sync("b", b"2")
+    pickle.dumps(copy)  # now it wrote
+    assert SyncCountingDBM.syncs == 2
+    copy.close_sync()
+    store.close_sync()
+
+
+_SUBPROCESS_READER = """
+import sys, dbm.dumb
+import aiostore
+reader = aiostore.DBMStore(sys.argv[1], "r", open=dbm.dumb.open)
+print(reader.get_sync("a"), flush=True)
+sys.stdin.readline()  # hold it open until told
+reader.close_sync()
+"""
+
+
+def test_no_process_reads_stale_data_while_another_writes(tmp_path: Path) -> None:
+    # dbm.dumb writes its index only at sync or close: a reader elsewhere read every
+    # value the writer had not synced as missing (zarr: as fill values), silently.
+    path = str(tmp_path / "data.db")
+    with opened(path, open=dbm.dumb.open) as store:
+        store.set_sync("a", b"1")
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _SUBPROCESS_READER, path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout is not None and reader.stdin is not None
+        assert reader.stdout.readline().strip() == "b'1'"
+        with pytest.raises(StoreLockedError, match="open for reading elsewhere") as info:
+            DBMStore(path, open=dbm.dumb.open)  # a writer is refused while readers read
+        assert path in str(info.value) and "one writer" in str(info.value)
+        assert pickle.loads(pickle.dumps(info.value)).args == info.value.args  # reaches a dask client
+        with opened(path, flag="r", open=dbm.dumb.open) as also_reading:
+            assert also_reading.get_sync("a") == b"1"
+        reader.stdin.write("done\n")
+        reader.stdin.flush()
+        assert reader.wait(60) == 0, reader.stderr.read() if reader.stderr else ""
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+    with opened(path, open=dbm.dumb.open) as store:  # the readers are gone: it may write
+        store.set_sync("a", b"2")
+        out = subprocess.run(
+            [sys.executable, "-c", _SUBPROCESS_READER, path], input="\n", capture_output=True, text=True
+        )
+        assert out.returncode != 0 and "WriterHoldsLockError" in out.stderr  # never b'1', stale
+    out = subprocess.run(
+        [sys.executable, "-c", _SUBPROCESS_READER, path], input="\n", capture_output=True, text=True
+    )
+    assert out.stdout.strip() == "b'2'", out.stderr
+
+
+def test_a_reader_turned_writer_is_refused_while_others_read_and_keeps_reading(tmp_path: Path) -> None:
+    path = str(tmp_path / "data.db")
+    with opened(path, open=dbm.dumb.open) as store:
+        store.set_sync("a", b"1")
+    mine = DBMStore(path, flag="r", open=dbm.dumb.open)
+    original = DBMStore(path, flag="r", open=dbm.dumb.open)
+    copy = pickle.loads(pickle.dumps(original))
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _SUBPROCESS_READER, path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout is not None and reader.stdin is not None
+        assert reader.stdout.readline().strip() == "b'1'"
+        with pytest.raises(StoreLockedError, match="open for reading elsewhere"):
+            DBMStore(path, open=dbm.dumb.open)  # this process's read lock becomes a write lock: refused
+        assert mine.get_sync("a") == b"1"  # and this process still holds its read lock
+        reader.stdin.write("done\n")
+        reader.stdin.flush()
+        assert reader.wait(60) == 0
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+    writer = DBMStore(path, open=dbm.dumb.open)  # the other reader is gone
+    writer.set_sync("b", b"2")
+    assert mine.get_many_sync(["a", "b"]) == {"a": b"1", "b": b"2"}  # the readers here share it
+    assert copy.get_sync("b") == b"2" and copy.db is writer.db
+    for store in (writer, mine, copy, original):
+        store.close_sync()
+    assert not os.path.exists(path + ".lock")
+
+
+def _in_forked_child(body: Callable[[], int]) -> int:
+    """Fork, run ``body`` in the child (its return value is the exit code), guarded by
+    an alarm: a child that hangs is killed, and the exit code says so."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 99
+        try:
+            signal.alarm(20)
+            code = body()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork() with threads running
+def test_a_child_forked_while_a_thread_holds_the_stores_locks_does_not_hang(tmp_path: Path) -> None:
+    import aiostore.stores._dbmshared as dbmshared
+
+    store = DBMStore(tmp_path / "data.db", open=dbm.dumb.open)
+    store.set_sync("a", b"1")
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # as a thread in the middle of a batch, and of an open
+        with store._lock, dbmshared._OPEN_LOCK:
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert held.wait(10)
+
+        def child() -> int:
+            assert store.get_sync("a") == b"1"
+            with opened(tmp_path / "other.db", open=dbm.dumb.open) as other:
+                other.set_sync("x", b"y")
+            return 0
+
+        assert _in_forked_child(child) == 0  # -SIGALRM: it hung on a lock the thread held
+    finally:
+        release.set()
+        thread.join()
+    assert store.get_sync("a") == b"1"
+    store.close_sync()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_childs_writes_are_refused_not_lost(tmp_path: Path) -> None:
+    path = str(tmp_path / "data.db")
+    store = DBMStore(path, open=dbm.dumb.open)
+    store.set_many_sync({"a": b"1", "b": b"2"})
+
+    def child() -> int:
+        assert store.get_many_sync(["a", "b"]) == {"a": b"1", "b": b"2"}  # reads work
+        for write in (
+            lambda: store.set_sync("child", b"x"),
+            lambda: store.set_many_sync({"child": b"x"}),
+            lambda: store.delete_sync("a"),
+            lambda: store.rmdir_sync(""),
+        ):
+            try:
+                write()
+            except StoreLockedError as exc:
+                assert "forked" in str(exc) and path in str(exc), str(exc)
+            else:
+                return 1  # written into the child's copy of the index: lost
+        try:
+            DBMStore(path, open=dbm.dumb.open)  # nor through a store of its own
+        except StoreLockedError:
+            pass
+        else:
+            return 2
+        store.close_sync()  # never syncs or closes the parent's database, keeps its lock file
+        return 0 if os.path.exists(path + ".lock") else 3
+
+    assert _in_forked_child(child) == 0
+    store.set_sync("c", b"3")  # the parent still writes
+    store.close_sync()
+    with opened(path, flag="r", open=dbm.dumb.open) as again:
+        assert sorted(again.list_sync()) == ["a", "b", "c"]
+        assert again.get_many_sync(["a", "b", "c", "child"]) == {"a": b"1", "b": b"2", "c": b"3"}

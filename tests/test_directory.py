@@ -2,7 +2,7 @@
 concurrency, and the batching that keeps thread hops few.
 
 Every key here is harmless: hostile keys (absolute, ``..``) are fed to these stores
-only inside the read-only sandbox, by tests/test_hostile_keys.py.
+only inside the read-only sandbox, by tests/stress/test_hostile_keys_sandboxed.py.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import os
 import pathlib
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -693,6 +695,84 @@ def test_temp_store_is_removed_at_interpreter_exit(tmp_path: pathlib.Path) -> No
     path = out.stdout.strip()
     assert path.startswith(str(tmp_path)) and not os.path.exists(path)
     assert os.listdir(tmp_path) == []
+
+
+def test_closing_a_temp_store_waits_for_writes_under_way(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A write under way when close() removed the directory used to make it again.
+    entered, release = threading.Event(), threading.Event()
+    write = DirectoryStore._set_blocking
+
+    def slow_write(self: DirectoryStore, items: Any) -> None:
+        if any(key == "slow" for key, _ in items):
+            entered.set()
+            release.wait(10)
+        write(self, items)
+
+    monkeypatch.setattr(DirectoryStore, "_set_blocking", slow_write)
+    store = aiostore.sync.TempStore(dir=tmp_path)
+    store["a"] = b"1"
+    writer = threading.Thread(target=store.__setitem__, args=("slow", b"v"))
+    writer.start()
+    assert entered.wait(10)
+    closer = threading.Thread(target=store.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive() and os.path.isdir(store.path)  # waits for the write
+    with pytest.raises(ClosedStoreError, match="closed"):
+        store["b"] = b"2"  # no write begins after close()
+    release.set()
+    writer.join(10)
+    closer.join(10)
+    assert not closer.is_alive() and not os.path.exists(store.path)
+
+
+def test_a_temp_store_closed_while_threads_write_leaves_nothing(tmp_path: pathlib.Path) -> None:
+    errors: list[BaseException] = []
+
+    def write(store: TempStore) -> None:
+        try:
+            while True:
+                store.set_many_sync({f"a/{i}": b"x" * 1000 for i in range(64)})
+        except ClosedStoreError:
+            pass
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    for _ in range(5):
+        store = TempStore(dir=tmp_path)
+        threads = [threading.Thread(target=write, args=(store,)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.01)
+        store.close_sync()
+        for thread in threads:
+            thread.join(10)
+        assert errors == [] and not os.path.exists(store.path)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork() with threads running
+def test_a_forked_childs_temp_store_leaves_the_directory_to_the_parent(tmp_path: pathlib.Path) -> None:
+    store = aiostore.sync.TempStore(dir=tmp_path)
+    store["a"] = b"1"
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            signal.alarm(10)
+            store["child"] = b"2"
+            store.close()  # the parent's directory: a copy never removes it
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store["child"] == b"2" and store["a"] == b"1"
+    store.close()
+    assert not os.path.exists(store.path)
 
 
 @pytest.mark.anyio

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
+import traceback
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -468,6 +471,87 @@ def test_pickled_store_opens_in_another_process(path: str) -> None:
         [sys.executable, "-c", code], input=dump, capture_output=True, check=True, timeout=60
     )
     assert out.stdout.decode().strip() == "from the parent"
+
+
+def in_forked_child(body: Callable[[], object], seconds: int = 20) -> int:
+    """Run ``body`` in a child made by ``os.fork``: its exit code (-14: hung until SIGALRM)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            signal.alarm(seconds)
+            body()
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork() with threads running
+def test_forked_children_open_their_own_environment_while_the_parent_works(path: str) -> None:
+    # LMDB: an environment must not be used after fork. A child that used the
+    # parent's broke both (MDB_BAD_RSLOT in the child, then in the parent's threads).
+    store = aiostore.sync.LMDBStore(path)
+    store.setitems({f"k{i}": b"x" * 100 for i in range(64)})
+    parents = store.db
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def busy() -> None:
+        try:
+            while not stop.is_set():
+                store.setitems({f"b{i}": b"y" * 100 for i in range(64)})
+                assert len(store.getitems([f"k{i}" for i in range(64)], contexts={})) == 64
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def child(n: int) -> None:
+        assert store["k1"] == b"x" * 100
+        assert store.db is not parents  # its own environment
+        store[f"child/{n}"] = b"c"
+        assert str(n) in store.listdir("child")
+
+    threads = [threading.Thread(target=busy) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        codes = []
+        for n in range(8):
+            time.sleep(0.005)
+            codes.append(in_forked_child(lambda n=n: child(n)))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert codes == [0] * 8 and errors == []
+    assert store.getitems([f"child/{n}" for n in range(8)], contexts={}) == {
+        f"child/{n}": b"c" for n in range(8)
+    }
+    assert store.db is parents
+    store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_that_closes_the_store_leaves_the_parents_environment(path: str) -> None:
+    store = aiostore.sync.LMDBStore(path)
+    store["a"] = b"1"
+    other = aiostore.sync.LMDBStore(path)  # shares the environment
+
+    def child() -> None:
+        store.close()  # never used here: nothing of the parent's is touched
+        assert other["a"] == b"1"
+        other["b"] = b"2"
+        other.close()
+
+    assert in_forked_child(child) == 0
+    assert store["b"] == b"2" and other["a"] == b"1"
+    store["c"] = b"3"
+    other.close()
+    store.close()
 
 
 # -- issue 11: a second open with other settings, paths that are not databases, bad settings ----

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import collections
+import os
+import signal
 import threading
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -11,6 +15,7 @@ import pytest
 
 import aiostore.sync
 from aiostore import DictStore, MemoryStore
+from aiostore.abc import Buffer
 from aiostore.errors import KeyConflictError
 
 pytestmark = pytest.mark.anyio
@@ -138,3 +143,51 @@ async def test_a_name_whose_last_key_is_deleted_leaves_the_listing() -> None:
     assert await store.listdir("a") == ["d", "zarr.json"] and await store.listdir("a/d") == ["g"]
     store.delete_sync("a/d/g")
     assert await store.listdir("a") == ["zarr.json"] and store.root == {"a": {"zarr.json": b"{}"}}
+
+
+def in_forked_child(body: Callable[[], object], seconds: int = 10) -> int:
+    """Run ``body`` in a child made by ``os.fork``: its exit code (-14: hung until SIGALRM)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            signal.alarm(seconds)
+            body()
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork() with threads running
+def test_a_child_forked_while_another_thread_is_in_a_call_does_not_hang() -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowStore(MemoryStore):
+        def _store_value(self, key: str, value: Buffer) -> None:
+            if key == "slow":  # waits holding the store's lock
+                entered.set()
+                release.wait(10)
+            super()._store_value(key, value)
+
+    store = SlowStore()
+    store.set_sync("a", b"1")
+    writer = threading.Thread(target=store.set_sync, args=("slow", b"v"))
+    writer.start()
+    assert entered.wait(10)
+
+    def child() -> None:  # its lock was held by a thread that did not come along
+        assert store.get_sync("a") == b"1"
+        store.set_sync("child", b"2")
+        assert store.get_sync("child") == b"2"
+
+    try:
+        assert in_forked_child(child) == 0
+    finally:
+        release.set()
+        writer.join(10)
+    assert store.get_sync("slow") == b"v" and not store.contains_sync("child")

@@ -5,6 +5,7 @@ natively async stores, pickling."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import os
 import pickle
@@ -25,7 +26,9 @@ import aiostore
 import aiostore.sync
 from aiostore import ClosedStoreError, ReadOnlyError
 from aiostore._protocol import store as _store_module
+from aiostore._runtime import forks
 from aiostore._runtime import portal as _portal
+from aiostore._runtime.forks import renew_after_fork
 from aiostore.abc import BlockingStore, Buffer, ByteRange, Request, Store, slice_byte_range
 from aiostore.stores import directory as _directory
 from aiostore.sync import SyncStore, as_sync_store
@@ -458,6 +461,56 @@ def test_portal_works_in_a_forked_child() -> None:
     _, status = os.waitpid(pid, 0)
     assert report == b"ok" and os.waitstatus_to_exitcode(status) == 0
     assert store["a"] == b"parent" and "b" not in store  # the parent is unaffected
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork() with threads running
+def test_state_registered_with_renew_after_fork_is_renewed_in_the_child() -> None:
+    # A lock another thread holds at the fork stays held in the child, by no one.
+    class Guarded:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+            renew_after_fork(self, Guarded.renew)
+
+        def renew(self) -> None:
+            self.lock = threading.Lock()
+
+    renewed, plain = Guarded(), threading.Lock()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with renewed.lock, plain:
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(10)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read_fd)
+            report = f"{renewed.lock.acquire(timeout=5)} {plain.acquire(timeout=0.1)}"
+            os.write(write_fd, report.encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    release.set()
+    holder.join()
+    with os.fdopen(read_fd, "rb") as pipe:
+        report = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert report == b"True False"  # renewed; the unregistered lock is stuck
+    assert forks.registered(renewed)
+    gone = Guarded()
+    key = id(gone)
+    del gone
+    gc.collect()
+    assert key not in forks._RENEW  # the registry does not keep an owner alive
 
 
 def test_portal_does_not_block_interpreter_exit() -> None:

@@ -3,6 +3,8 @@ get-coalescing, and cancellation (asyncio and trio)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -12,7 +14,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
-from aiostore import BatchWriteError
+from aiostore import BatchWriteError, ClosedStoreError
 from aiostore._runtime import offload as threads
 from aiostore._runtime.coalesce import GetCoalescer, Request
 from aiostore._runtime.offload import offload, offload_batch, split_batch
@@ -256,6 +258,32 @@ async def test_a_parts_batch_write_error_names_only_its_failed_keys(disk_threads
     assert sorted(store.data) == [f"k{i:03d}" for i in range(100) if i != 30]
 
 
+async def test_a_batch_write_cut_by_a_close_raises_closed_store_error(disk_threads: int) -> None:
+    # Found by tests/stress: a set_many in flight when the store was closed raised a
+    # BatchWriteError of ClosedStoreErrors, which a caller catching ClosedStoreError missed.
+    class ClosedHalfWay(RecordingStore):
+        def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
+            if any(k.startswith("full") for k, _ in items):
+                raise OSError(28, "No space left on device")
+            if any(k >= "k050" for k, _ in items):  # the store was closed after two parts
+                raise ClosedStoreError(f"{self!r} is closed")
+            super()._set_blocking(items)
+
+    store = ClosedHalfWay()
+    with pytest.raises(ClosedStoreError, match=r"is closed \(while this batch was written: 50 key") as info:
+        await store.set_many({f"k{i:03d}": b"x" for i in range(100)})
+    assert isinstance(info.value.__cause__, BatchWriteError)  # which keys were not written
+    assert sorted(info.value.__cause__.failed) == [f"k{i:03d}" for i in range(50, 100)]
+    assert sorted(store.data) == [f"k{i:03d}" for i in range(50)]
+    with pytest.raises(ClosedStoreError, match="is closed"):
+        store.set_many_sync({"k099": b"x"})
+    # Failures of another kind too: reported key by key, as before.
+    batch = {**{f"full{i:03d}": b"x" for i in range(50)}, **{f"k{i:03d}": b"y" for i in range(50, 100)}}
+    with pytest.raises(BatchWriteError) as mixed:
+        await store.set_many(batch)
+    assert sorted(mixed.value.failed) == sorted(batch)
+
+
 async def test_limiter_is_shared_by_every_store(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(threads._THREAD_LIMITS, "disk", 2)
     gate = threading.Event()
@@ -437,6 +465,56 @@ async def test_cancelling_a_waiter_leaves_the_others_served() -> None:
     assert results == {k: v for k, v in {"a": b"1", "b": b"2", "c": b"3"}.items() if k != cancelled}
     store.gate = None
     assert await store.get(cancelled) == {"a": b"1", "b": b"2", "c": b"3"}[cancelled]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("hop_path", ["anyio", "executor"])
+async def test_a_natively_cancelled_leader_leaves_its_waiters_served(
+    anyio_backend: str, hop_path: str
+) -> None:
+    # Found by tests/stress: task.cancel() (asyncio.wait_for, a TaskGroup) passes anyio's
+    # shield, and every get coalesced into the cancelled leader's batch failed with a
+    # RuntimeError instead of getting its value.
+    gate = threading.Event()
+    data = {"a": b"1", "b": b"2", "c": b"3"}
+    store = RecordingStore(dict(data), gate=gate)
+    with threads.executor_hops() if hop_path == "executor" else contextlib.nullcontext():
+        tasks = {key: asyncio.ensure_future(store.get(key)) for key in data}
+    with anyio.fail_after(10):
+        await anyio.to_thread.run_sync(store.entered.acquire)  # the batch is in a thread
+        (batch,) = store.get_batches
+        leader = batch[0]
+        tasks[leader].cancel()
+        await asyncio.sleep(0)
+        store.gate = None  # the waiters' own reads do not wait
+        gate.set()
+        results = dict(zip(tasks, await asyncio.gather(*tasks.values(), return_exceptions=True), strict=True))
+    assert tasks[leader].cancelled()
+    assert {key: value for key, value in results.items() if key != leader} == {
+        key: value for key, value in data.items() if key != leader
+    }
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("hop_path", ["anyio", "executor"])
+async def test_a_natively_cancelled_hop_waits_for_its_thread(anyio_backend: str, hop_path: str) -> None:
+    # Found by tests/stress: task.cancel() passed anyio's shield (and a second one the
+    # executor hop's wait), so a cancelled set_many returned while its thread still
+    # wrote: the write landed after the caller moved on, over later writes.
+    gate = threading.Event()
+    store = RecordingStore({"a": b"old"}, gate=gate)
+    with threads.executor_hops() if hop_path == "executor" else contextlib.nullcontext():
+        task = asyncio.ensure_future(store.set_many({"a": b"new"}))
+    with anyio.fail_after(10):
+        await anyio.to_thread.run_sync(store.entered.acquire)  # the write is in a thread
+        for _ in range(2):
+            task.cancel()
+            await asyncio.sleep(0.02)
+            assert not task.done()  # waiting for the thread
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert store.data == {"a": b"new"}
 
 
 async def test_cancelled_batch_write_leaves_every_key_old_or_new(monkeypatch: pytest.MonkeyPatch) -> None:

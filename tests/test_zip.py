@@ -1,4 +1,5 @@
-"""ZipStore: modes, close/flush, duplicates, no deletes, fast reads, threads, failures."""
+"""ZipStore: modes, close/flush, duplicates, no deletes, fast reads, threads, failures,
+stores of one process sharing the file, pickled copies, fork."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import gc
 import io
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +25,12 @@ import pytest
 import aiostore.sync
 from aiostore import ClosedStoreError, ReadOnlyError, ZipStore
 from aiostore._runtime.offload import thread_limit
-from aiostore.errors import BackendError, BatchWriteError
+from aiostore.errors import (
+    BackendError,
+    BatchWriteError,
+    SettingsConflictError,
+    StoreLockedError,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
 
@@ -173,13 +180,15 @@ def test_unclosed_store_is_closed_when_dropped(path: str) -> None:
 
 def test_close_waits_for_reads_in_flight(path: str) -> None:
     store = ZipStore(path, mode="w")
-    with store._reader._shared():  # a read in flight
+    share = store._share
+    assert share is not None
+    with share.reader._shared():  # a read in flight
         closer = threading.Thread(target=store.close_sync)
         closer.start()
         closer.join(0.2)
         assert closer.is_alive()  # the read handle is not released under the reader
     closer.join()
-    assert store._reader._file is None
+    assert share.reader._file is None and share.closed
 
 
 # -- duplicates -------------------------------------------------------------------------
@@ -298,8 +307,10 @@ def test_corrupt_data_is_detected(path: str, compression: int) -> None:
     raw = bytearray(Path(path).read_bytes())
     raw[info.header_offset + 30 + 1 + info.compress_size // 2] ^= 0xFF
     Path(path).write_bytes(raw)
-    with aiostore.sync.ZipStore(path, mode="r") as store, pytest.raises(zipfile.BadZipFile):
+    with aiostore.sync.ZipStore(path, mode="r") as store, pytest.raises(BackendError) as caught:
         store["k"]
+    assert caught.value.path == path and path in str(caught.value) and "'k'" in str(caught.value)
+    assert isinstance(caught.value.__cause__, zipfile.BadZipFile)
 
 
 # -- pickling ------------------------------------------------------------------------------
@@ -420,7 +431,8 @@ class _DiskFullAfter:
 async def test_failed_writes_leave_old_values_and_a_valid_file(path: str) -> None:
     store = ZipStore(path, mode="w")
     await store.set_many({"big": b"old", "small": b"old"})
-    zf = store._handles.zf
+    assert store._share is not None
+    zf = store._share.zf
     assert zf is not None and zf.fp is not None
     real_fp = zf.fp
     zf.fp = _DiskFullAfter(real_fp, 10_000)  # type: ignore[assignment]
@@ -442,7 +454,9 @@ def test_a_read_racing_clear_never_reads_another_entrys_bytes(
     store = aiostore.sync.ZipStore(path, mode="w")
     store["a"] = b"old-value-of-a"
     inner = store.async_store
-    lookup = inner._lookup_all
+    share = inner._share
+    assert share is not None
+    lookup = share._lookup_all
     clearer: list[threading.Thread] = []
 
     def clear_and_rewrite() -> None:
@@ -458,7 +472,7 @@ def test_a_read_racing_clear_never_reads_another_entrys_bytes(
             clearer[0].join(0.3)  # gives the clear its chance to slip in before the read
         return info
 
-    monkeypatch.setattr(inner, "_lookup_all", racing_lookup)
+    monkeypatch.setattr(share, "_lookup_all", racing_lookup)
     old = b"old-value-of-a"
     expected = old if byte_range is None else old[byte_range[0] : byte_range[1]]
     assert inner._get_blocking([("a", byte_range)]) == [expected]
@@ -548,3 +562,300 @@ def test_a_dropped_store_releases_its_lock(path: str) -> None:
     gc.collect()
     code = f"import aiostore\naiostore.ZipStore({path!r}, mode='a').close_sync()\n"
     assert _in_another_process(code).returncode == 0
+
+
+# -- stores of one process share the open file ----------------------------------------------
+
+
+@pytest.mark.parametrize("first_mode", ["w", "a"])
+def test_two_writable_stores_in_one_process_keep_every_key(path: str, first_mode: Any) -> None:
+    # Each used to have its own ZipFile and index: only the last closed one's keys
+    # remained, or the file had bad CRCs.
+    a = ZipStore(path, mode=first_mode)
+    b = ZipStore(path, mode="a")
+    a.set_many_sync({f"a/{i}": value_of(f"a/{i}", 2000) for i in range(20)})
+    b.set_many_sync({f"b/{i}": value_of(f"b/{i}", 3000) for i in range(20)})
+    a.set_sync("a/last", b"A")
+    assert b.get_sync("a/0") == value_of("a/0", 2000) and a.get_sync("b/19") == value_of("b/19", 3000)
+    assert sorted(a.list_sync()) == sorted(b.list_sync())
+    a.close_sync()  # writes the central directory: the file is complete, b stays usable
+    assert len(entries(path)) == 41
+    b.set_sync("b/last", b"B")
+    assert b.get_sync("a/last") == b"A"
+    b.close_sync()
+    found = dict(entries(path))
+    assert len(found) == 42 and found["a/last"] == b"A" and found["b/last"] == b"B"
+    assert all(found[k] == value_of(k, 2000 if k[0] == "a" else 3000) for k in found if "last" not in k)
+
+
+def test_writers_in_many_threads_through_two_stores(path: str) -> None:
+    stores = [aiostore.sync.ZipStore(path, mode="w"), aiostore.sync.ZipStore(path, mode="a")]
+
+    def write(w: int) -> None:
+        store = stores[w % 2]
+        for i in range(0, 60, 6):
+            store.setitems({f"w{w}/{j}": value_of(f"w{w}/{j}", 1500) for j in range(i, i + 6)})
+            assert store[f"w{w}/{i}"] == value_of(f"w{w}/{i}", 1500)
+
+    with ThreadPoolExecutor(6) as pool:
+        for future in [pool.submit(write, w) for w in range(6)]:
+            future.result()
+    for store in stores:
+        store.close()
+    found = dict(entries(path))
+    assert found == {f"w{w}/{j}": value_of(f"w{w}/{j}", 1500) for w in range(6) for j in range(60)}
+
+
+def test_mode_w_is_refused_while_the_file_is_open_in_this_process(path: str) -> None:
+    writer = ZipStore(path, mode="w")
+    writer.set_sync("a", b"1")
+    with pytest.raises(StoreLockedError, match="mode='a' to share it") as caught:
+        ZipStore(path, mode="w")  # would truncate the file under the writer
+    assert path in str(caught.value)
+    with pytest.raises(FileExistsError):
+        ZipStore(path, mode="x")
+    writer.close_sync()
+    reader = ZipStore(path, mode="r")
+    with pytest.raises(StoreLockedError):
+        ZipStore(path, mode="w")  # a reader has it open too
+    reader.close_sync()
+    assert entries(path) == [("a", b"1")]
+    ZipStore(path, mode="w").close_sync()  # no one has it open: truncates
+    assert entries(path) == []
+
+
+@pytest.mark.anyio
+async def test_a_reader_of_this_process_sees_the_writers_entries_at_once(path: str) -> None:
+    writer = ZipStore(path, mode="w")
+    reader = ZipStore(path, mode="r")
+    await writer.set_many({"a/0": b"x", "a/1": b"y"})
+    assert await reader.get_many(["a/0", "a/1"]) == {"a/0": b"x", "a/1": b"y"}
+    assert await reader.listdir("a") == ["0", "1"] and await reader.contains("a/1")
+    with pytest.raises(ReadOnlyError):
+        await reader.set("b", b"2")
+    await reader.flush()  # a reader's flush and close write nothing
+    await reader.aclose()
+    await writer.set("b", b"2")
+    await writer.aclose()
+    assert entries(path) == [("a/0", b"x"), ("a/1", b"y"), ("b", b"2")]
+
+
+def test_writers_of_one_file_must_agree_on_allowzip64(path: str) -> None:
+    writer = ZipStore(path, mode="w")
+    with pytest.raises(SettingsConflictError, match="allowZip64"):
+        ZipStore(path, mode="a", allowZip64=False)
+    ZipStore(path, mode="r", allowZip64=False).close_sync()  # a reader writes nothing
+    writer.close_sync()
+
+
+def _write_in_another_process(path: str, key: str) -> subprocess.CompletedProcess[str]:
+    """A writable ZipStore in another process writes ``key`` (value ``o``) and closes."""
+    return _in_another_process(
+        f"import aiostore\ns = aiostore.ZipStore({path!r}, mode='a')\n"
+        f"s.set_sync({key!r}, b'o')\ns.close_sync()\n"
+    )
+
+
+def test_a_reader_opened_again_sees_what_another_process_wrote(path: str) -> None:
+    store = ZipStore(path, mode="w")
+    store.set_sync("a", b"1")
+    store.close_sync()
+    reader = ZipStore(path, mode="r")
+    assert _write_in_another_process(path, "b").returncode == 0
+    again = ZipStore(path, mode="r")  # shares the first reader's file, read again
+    assert again.get_sync("b") == b"o" and reader.get_sync("a") == b"1"
+    again.close_sync()
+    reader.close_sync()
+
+
+# -- pickled copies ---------------------------------------------------------------------------
+
+
+def test_a_pickled_copy_takes_the_writer_lock_at_its_first_write(path: str) -> None:
+    store = ZipStore(path, mode="w")
+    store.set_sync("a", b"1")
+    dump = pickle.dumps(store)
+    store.close_sync()
+    copy = pickle.loads(dump)
+    assert copy._share is None  # opened nothing
+    assert _write_in_another_process(path, "other").returncode == 0  # the copy holds no lock
+    assert pickle.loads(pickle.dumps(copy))._share is None  # pickling it opens nothing either
+    assert copy.get_sync("other") == b"o"  # opened for reading now, still no lock
+    assert copy._share is not None and not copy._share.writing
+    assert _write_in_another_process(path, "other2").returncode == 0
+    copy.set_sync("b", b"2")  # its first write: takes the lock, reads the file again
+    assert copy.get_sync("other2") == b"o"
+    refused = _write_in_another_process(path, "other3")
+    assert refused.returncode != 0 and "StoreLockedError" in refused.stderr
+    copy.close_sync()
+    assert sorted(entries(path)) == [("a", b"1"), ("b", b"2"), ("other", b"o"), ("other2", b"o")]
+
+
+def test_a_copy_in_another_process_is_refused_at_its_write_not_at_unpickling(path: str) -> None:
+    store = ZipStore(path, mode="w")
+    store.set_sync("a", b"1")
+    dump = pickle.dumps(store)  # flushes: the copy reads a complete file
+    code = (
+        "import pickle, sys\n"
+        "from aiostore.errors import StoreLockedError\n"
+        f"copy = pickle.loads({dump!r})\n"
+        "pickle.dumps(copy)\n"
+        "print(copy.get_sync('a'))\n"
+        "try:\n"
+        "    copy.set_sync('b', b'2')\n"
+        "except StoreLockedError as exc:\n"
+        "    print('refused', 'one writer' in str(exc))\n"
+        "copy.close_sync()\n"
+    )
+    result = _in_another_process(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["b'1'", "refused", "True"]
+    store.set_sync("c", b"3")  # untouched
+    store.close_sync()
+    assert entries(path) == [("a", b"1"), ("c", b"3")]
+
+
+def test_a_copy_in_the_writers_process_shares_its_file(path: str) -> None:
+    store = ZipStore(path, mode="w")
+    store.set_sync("a", b"1")
+    copy = pickle.loads(pickle.dumps(store))  # as the scheduler, in the client's process
+    copy.set_sync("b", b"2")
+    assert store.get_sync("b") == b"2"
+    copy.close_sync()
+    store.set_sync("c", b"3")
+    store.close_sync()
+    assert entries(path) == [("a", b"1"), ("b", b"2"), ("c", b"3")]
+
+
+def test_a_corrupt_entry_read_through_zipfile_is_a_backend_error(path: str) -> None:
+    with aiostore.sync.ZipStore(path, mode="w", compression=zipfile.ZIP_BZIP2) as store:
+        store["k"] = b"b" * 1000
+    store = aiostore.sync.ZipStore(path, mode="r")
+    share = store.async_store._share
+    assert share is not None
+    share.index["k"].CRC ^= 1
+    with pytest.raises(BackendError, match="CRC") as caught:
+        store["k"]
+    assert caught.value.path == path and isinstance(caught.value.__cause__, zipfile.BadZipFile)
+    store.close()
+
+
+# -- fork -------------------------------------------------------------------------------------------
+
+
+def _fork(child: Any, timeout: int = 20) -> tuple[int, str]:
+    """Run ``child()`` in a forked child (an alarm kills it if it hangs); its exit code
+    (negative: the signal that killed it) and what it wrote to a pipe."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read_fd)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.alarm(timeout)
+            os.write(write_fd, str(child()).encode())
+            code = 0
+        except BaseException as exc:
+            os.write(write_fd, repr(exc).encode())
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        report = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), report
+
+
+def _child_reads_and_is_refused(store: ZipStore) -> str:
+    assert store.get_many_sync(["a", "b"]) == {"a": b"1", "b": b"2"}
+    try:
+        store.set_sync("child", b"c")
+    except StoreLockedError as exc:
+        outcome = "refused: " + str(exc)
+    else:
+        outcome = "wrote"
+    pickle.dumps(store)  # flushes nothing here
+    store.flush_sync()
+    store.close_sync()  # must not write the parent's central directory
+    gc.collect()
+    return outcome
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads running
+def test_a_forked_childs_write_is_refused_and_the_parents_file_intact(path: str) -> None:
+    store = ZipStore(path, mode="w")
+    store.set_many_sync({"a": b"1", "b": b"2"})  # not flushed: the child must not write it
+    code, report = _fork(lambda: _child_reads_and_is_refused(store))
+    assert code == 0, report
+    assert report.startswith("refused: ") and "forked" in report and path in report
+    store.set_sync("c", b"3")
+    assert store.get_many_sync(["a", "c", "child"]) == {"a": b"1", "c": b"3"}
+    store.close_sync()
+    assert entries(path) == [("a", b"1"), ("b", b"2"), ("c", b"3")]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_fork_while_another_thread_holds_the_stores_locks_does_not_hang(path: str) -> None:
+    from aiostore.stores._zipshared import registry_lock
+
+    store = ZipStore(path, mode="w")
+    store.set_many_sync({"a": b"1", "b": b"2"})
+    share = store._share
+    assert share is not None
+    holding, done = threading.Event(), threading.Event()
+
+    def hold() -> None:  # as a thread in the middle of a write, a clear and an open
+        with share.reader.exclusive(), share.lock, share.index_lock, registry_lock():
+            holding.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    try:
+        code, report = _fork(lambda: _child_reads_and_is_refused(store), timeout=10)
+    finally:
+        done.set()
+        holder.join()
+    assert code == 0, f"the child hung or failed ({code}): {report}"
+    assert report.startswith("refused: ")
+    store.close_sync()
+    assert entries(path) == [("a", b"1"), ("b", b"2")]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_fork_while_threads_write_and_read(path: str) -> None:
+    store = ZipStore(path, mode="w")
+    store.set_many_sync({"a": b"1", "b": b"2"})
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def busy(w: int) -> None:
+        try:
+            n = 0
+            while not stop.is_set():
+                store.set_many_sync({f"w{w}/{n % 50}": value_of(f"w{w}/{n}", 4000)})
+                store.get_many_sync([f"w{w}/{n % 50}", "a"])
+                n += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=busy, args=(w,)) for w in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(5):
+            code, report = _fork(lambda: _child_reads_and_is_refused(store), timeout=10)
+            assert code == 0 and report.startswith("refused: "), (code, report)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not errors, errors
+    store.close_sync()
+    found = dict(entries(path))  # every CRC checked: nothing of a child reached the file
+    assert "child" not in found and found["a"] == b"1"

@@ -5,14 +5,17 @@
 # /dev/shm, /sys, ...; /proc excepted) is read-only and one fresh work directory (a
 # tmpfs private to the namespace) is the only writable place. A store that escapes its root -- writing /etc/passwd,
 # shutil.rmtree("/") -- then hits EROFS instead of the system. Used by
-# tests/test_hostile_keys.py, which feeds hostile keys to the directory stores.
+# tests/sandboxed/sandbox_runner.py, which feeds hostile keys to every store (unless
+# the tests already run somewhere read-only: see tests/sandboxed/sandbox_probe.py).
 #
 # Usage:   tools/sandbox.sh CMD [ARG...]
 #          e.g. tools/sandbox.sh "$(which python)" -m pytest "$PWD/tests/sandboxed"
 # Inside:  the working directory, HOME and TMPDIR are in the fresh work directory
-#          (so give paths absolute); AIOSTORE_SANDBOX=1 is set.
+#          (so give paths absolute); AIOSTORE_SANDBOX=1 is set, and
+#          AIOSTORE_SANDBOX_WORK names the work directory.
 # Exit:    the command's status; 77 if no sandbox can be made here (no unshare, not
-#          root and no password-less sudo, no mount namespaces); 3 if the namespace
+#          root and no password-less sudo, no mount namespaces, no writable temp
+#          directory to hold the work directory's mount point); 3 if the namespace
 #          was made but some probed place is still writable -- the command is then
 #          never run.
 # Needs root (directly or through `sudo -n`) for unshare --mount.
@@ -38,7 +41,12 @@ if ! unshare --mount --propagation private true 2>/dev/null; then
     exit 77
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/aiostore-sandbox.XXXXXX")
+# The work directory's mount point is made outside the namespace: where even the
+# temp directory is read-only (a read-only container), there is no place for it.
+if ! work=$(mktemp -d "${TMPDIR:-/tmp}/aiostore-sandbox.XXXXXX" 2>/dev/null); then
+    echo "sandbox: cannot make a work directory in ${TMPDIR:-/tmp} (read-only?)" >&2
+    exit 77
+fi
 trap 'rm -rf -- "$work"' EXIT
 
 set +e
@@ -71,8 +79,7 @@ if ! ( : >"$work/.probe" ) 2>/dev/null; then
 fi
 rm -f -- "$work/.probe"
 cd "$work"
-export HOME="$work/home" TMPDIR="$work/tmp" AIOSTORE_SANDBOX=1
-unset AIOSTORE_SANDBOX_WORK
+export HOME="$work/home" TMPDIR="$work/tmp" AIOSTORE_SANDBOX=1 AIOSTORE_SANDBOX_WORK="$work"
 exec "$@"
 ' aiostore-sandbox "$@"
 status=$?

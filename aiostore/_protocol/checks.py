@@ -215,13 +215,33 @@ def check_rename(src_path: object, dst_path: object, src: str, dst: str) -> bool
 @contextlib.contextmanager
 def also_failed(failed: dict[str, BaseException]) -> Iterator[None]:
     """Report ``failed`` keys in the :class:`~aiostore.BatchWriteError` of the batch
-    write inside the block, or in one of their own if it succeeds."""
+    write inside the block, or in one of their own if it succeeds.
+
+    A batch whose every failed key failed because the store was closed (a close
+    raced the write) raises :class:`~aiostore.ClosedStoreError` instead, what a
+    caller of a closed store catches; the batch error, naming the keys not
+    written, is its ``__cause__``.
+
+    >>> from aiostore.errors import ClosedStoreError
+    >>> try:
+    ...     with also_failed({}):
+    ...         raise BatchWriteError({"a": ClosedStoreError("Store() is closed")})
+    ... except ClosedStoreError as exc:
+    ...     print(exc)
+    Store() is closed (while this batch was written: 1 key(s) not written)
+    """
     try:
         yield
     except BatchWriteError as exc:
+        batch_error = BatchWriteError({**exc.failed, **failed}) if failed else exc
+        errors = list(batch_error.failed.values())
+        if errors and all(isinstance(error, ClosedStoreError) for error in errors):
+            raise ClosedStoreError(
+                f"{errors[0]} (while this batch was written: {len(errors)} key(s) not written)"
+            ) from batch_error
         if not failed:
             raise
-        raise BatchWriteError({**exc.failed, **failed}) from None
+        raise batch_error from None
     if failed:
         raise BatchWriteError(failed)
 

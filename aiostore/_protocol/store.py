@@ -172,7 +172,7 @@ class Store(StoreHooks):
 
     def check_path(self, path: object) -> str:
         """Return a path (``None`` or ``""`` for the root) as this store stores it."""
-        return normalize_path(path, lower=self._normalize_keys)
+        return normalize_path(path, lower=self._normalize_keys, limits=self.key_limits)
 
     def check_items(
         self, mapping: Mapping[str, BufferLike] | Iterable[tuple[str, BufferLike]]

@@ -30,7 +30,7 @@ class _Batch:
     as much as a small read, and every waiter of a batch wakes at the same moment.
     """
 
-    __slots__ = ("done", "errors", "found", "requests", "thread")
+    __slots__ = ("done", "errors", "found", "interrupted", "requests", "thread")
 
     def __init__(self, request: Request) -> None:
         self.thread = threading.get_ident()
@@ -38,6 +38,8 @@ class _Batch:
         self.done = anyio.Event()
         self.found: dict[Request, bytes | None] = {}
         self.errors: dict[Request, BaseException] = {}
+        #: The leader stopped before every request had its outcome.
+        self.interrupted = False
 
 
 class GetCoalescer:
@@ -48,6 +50,9 @@ class GetCoalescer:
     one call of ``fetch`` and hands each waiter its value. Gets that arrive
     while a batch is in flight form the next batch. A request that fails fails
     only its own waiters: a failed batch call is retried one request at a time.
+    The batch is shielded from the leader's cancellation; a cancellation that
+    passes the shield anyway (a native asyncio one) stops only the leader: the
+    waiters it leaves without an answer read again.
 
     Parameters
     ----------
@@ -85,12 +90,18 @@ class GetCoalescer:
     async def get(self, key: str, byte_range: tuple[int, int | None] | None = None) -> bytes | None:
         """Return ``key``'s value (or its ``byte_range``), or None if it is missing."""
         request = (key, byte_range)
-        batch = self._open
-        if batch is not None and batch.thread == threading.get_ident():
-            batch.requests[request] = None
-            await batch.done.wait()
-        else:
-            batch = await self._lead(request)
+        while True:
+            batch = self._open
+            if batch is not None and batch.thread == threading.get_ident():
+                batch.requests[request] = None
+                await batch.done.wait()
+            else:
+                batch = await self._lead(request)
+            if not batch.interrupted or request in batch.found or request in batch.errors:
+                break
+            # The leader was stopped without this reader's answer (a native asyncio
+            # cancellation -- task.cancel(), asyncio.wait_for -- passes anyio's shield):
+            # this reader was not stopped, so it reads again.
         error = batch.errors.get(request)
         if error is not None:
             raise error
@@ -108,10 +119,10 @@ class GetCoalescer:
                     if self._open is batch:
                         self._open = None
                 await self._fetch_all(batch)
-        except BaseException as exc:
-            # Whatever stopped the leader (KeyboardInterrupt, a bug), no waiter may hang.
-            interrupted = RuntimeError(f"the batch read this get joined was interrupted: {exc!r}")
-            batch.errors = dict.fromkeys(batch.requests, interrupted)
+        except BaseException:
+            # Whatever stopped the leader, no waiter may hang: each one without its
+            # answer reads again (see get).
+            batch.interrupted = True
             raise
         finally:
             batch.done.set()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -104,19 +105,72 @@ def executor_hops() -> Iterator[None]:
         _EXECUTOR_HOPS.reset(token)
 
 
+class _ThreadCall:
+    """``fn`` for one call in a worker thread: a caller stopped before the thread
+    took it can keep it from starting, one stopped later can wait for its end."""
+
+    __slots__ = ("finished", "fn", "lock", "skipped", "started")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.lock = threading.Lock()
+        self.started = self.skipped = False
+        self.finished = threading.Event()
+
+    def __call__(self, *args: Any) -> Any:
+        with self.lock:
+            if self.skipped:
+                return None  # its caller is gone: nobody reads this
+            self.started = True
+        try:
+            return self.fn(*args)
+        finally:
+            self.finished.set()
+
+    def still_running(self) -> bool:
+        """Keep the call from starting if it has not; True if it runs now."""
+        with self.lock:
+            if not self.started:
+                self.skipped = True
+                return False
+        return not self.finished.is_set()
+
+
+async def _wait_out(done: Callable[[], bool]) -> None:
+    """Wait until ``done()``, through any cancellation: a thread cannot be stopped
+    half-way, and its caller must not move on while it still works (a cancelled
+    write landing later would overwrite what came after it)."""
+    with anyio.CancelScope(shield=True):
+        while not done():
+            try:
+                await anyio.sleep(0.001)  # rare: only after a cancellation
+            except anyio.get_cancelled_exc_class():
+                pass  # a native asyncio cancellation passes the shield: wait on
+
+
 async def _hop(fn: Callable[..., R], *args: Any, limiter: anyio.CapacityLimiter) -> R:
-    """One thread hop (see :func:`executor_hops`); never abandons the thread's work."""
+    """One thread hop (see :func:`executor_hops`); never abandons the thread's work.
+
+    anyio's hop waits for the thread when an anyio scope is cancelled, but a native
+    asyncio cancellation (``task.cancel()``, ``asyncio.wait_for``) passes its shield
+    and returns at once: this waits for the thread then too, or keeps it from starting.
+    """
     if not _EXECUTOR_HOPS.get():
-        return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
+        call = _ThreadCall(fn)
+        try:
+            result: R = await anyio.to_thread.run_sync(call, *args, limiter=limiter)
+        except BaseException:
+            if call.still_running():
+                await _wait_out(call.finished.is_set)
+            raise
+        return result
     async with limiter:
         future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
         with anyio.CancelScope(shield=True):
             try:
                 result = await asyncio.shield(future)
             except asyncio.CancelledError:
-                # A thread cannot be stopped: as anyio's hop does, let it finish first.
-                if not future.done():
-                    await asyncio.wait([future])
+                await _wait_out(future.done)  # as anyio's hop does, let the thread finish
                 raise
         return result
 

@@ -1,4 +1,4 @@
-"""One ``lmdb.Environment`` per database per process, with a gate for map resizes.
+"""One ``lmdb.Environment`` per database per process, with a gate for map resizes and forks.
 
 LMDB forbids opening one database twice in a process (its fcntl locks belong to
 the process, and py-lmdb refuses a second open), so every
@@ -6,6 +6,14 @@ the process, and py-lmdb refuses a second open), so every
 Resizing the map (``set_mapsize``) and closing need no transaction of this
 process to be active, so transactions enter a shared section and those two wait
 for an exclusive turn.
+
+``fork`` takes one too: LMDB's environments must not be used in a forked child,
+so a child opens its own, on the same database, before its first transaction.
+It first closes its copy of the parent's, which py-lmdb requires before a second
+open; that copy must hold no transaction then -- closing a transaction's copy in
+the child releases the parent's reader slot in the shared lock file -- so the
+fork waits for the transactions in flight to end (and holds new ones back until
+it is done), and no read transaction is kept for reuse (``max_spare_txns=0``).
 
 >>> import os, tempfile
 >>> tmp = tempfile.TemporaryDirectory()
@@ -34,6 +42,7 @@ from typing import Any, TypeVar
 
 import lmdb
 
+from aiostore._runtime.forks import renew_after_fork
 from aiostore.errors import BackendError, ClosedStoreError, SettingsConflictError
 
 __all__ = [
@@ -53,23 +62,18 @@ class SharedEnv:
 
     LMDB forbids opening one database twice in a process (its fcntl locks
     belong to the process), so stores on the same database share this. It
-    also keeps count of the transactions in flight: resizing the map or
-    closing needs none to be active in this process, so those wait for an
-    exclusive turn (and new transactions wait for them).
+    also keeps count of the transactions in flight: resizing the map,
+    closing and forking need none to be active in this process, so those
+    wait for an exclusive turn (and new transactions wait for them). In a
+    forked child, the first transaction opens the child's own environment.
     """
 
     def __init__(self, path: str, kwargs: dict[str, Any]) -> None:
-        try:
-            self.env = lmdb.open(path, **kwargs)
-        except lmdb.Error as exc:
-            raise BackendError(path, f"cannot open it as an LMDB database: {exc}") from exc
         self.path = path
         #: The settings it was opened with (map_size as asked, not as grown since).
         self.kwargs = dict(kwargs)
         self.readonly = bool(kwargs.get("readonly", False))
-        self.max_key_size = self.env.max_key_size()
-        self.main_db = self.env.open_db()
-        self.pid = os.getpid()
+        self._open()
         self.users = 0
         self.closed = False
         #: Bumped by every resize, so that writers that hit a full map at the
@@ -79,6 +83,27 @@ class SharedEnv:
         self._active = 0
         self._exclusive_waiting = 0
         self._exclusive = False
+        # In a forked child until its first transaction: the parent's environment,
+        # to close (never to use) before the child opens its own.
+        self._reopen = False
+        self._parents: lmdb.Environment | None = None
+        _LIVE.add(self)
+        renew_after_fork(self, type(self)._renew_in_child)
+
+    def _open(self) -> None:
+        try:
+            self.env = lmdb.open(self.path, **self.kwargs)
+        except lmdb.Error as exc:
+            raise BackendError(self.path, f"cannot open it as an LMDB database: {exc}") from exc
+        self.max_key_size = self.env.max_key_size()
+        self.main_db = self.env.open_db()
+        self.pid = os.getpid()
+
+    def current_env(self) -> lmdb.Environment:
+        """This process's ``lmdb.Environment`` (in a forked child, its own, opened now)."""
+        self.acquire()
+        self.release()
+        return self.env
 
     def acquire(self) -> lmdb.Environment:
         """Enter a transaction section (call :meth:`release` after)."""
@@ -87,6 +112,8 @@ class SharedEnv:
                 self._cond.wait()
             if self.closed:
                 raise ClosedStoreError(f"the LMDB environment {self.path!r} is closed")
+            if self._reopen:
+                self._reopen_locked()
             self._active += 1
         return self.env
 
@@ -98,6 +125,15 @@ class SharedEnv:
 
     def run_exclusive(self, fn: Callable[[], R]) -> R:
         """Run ``fn`` while no transaction of this process is active."""
+        self.hold()
+        try:
+            return fn()
+        finally:
+            self.unhold()
+
+    def hold(self) -> None:
+        """Wait until no transaction of this process is active, and hold new ones
+        back until :meth:`unhold` (a fork holds every environment so)."""
         with self._cond:
             self._exclusive_waiting += 1
             try:
@@ -106,12 +142,63 @@ class SharedEnv:
             finally:
                 self._exclusive_waiting -= 1
             self._exclusive = True
+
+    def unhold(self) -> None:
+        """Let transactions run again."""
+        with self._cond:
+            self._exclusive = False
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Close the environment once no transaction of this process is active."""
+
+        def close() -> None:
+            self.closed = True
+            self._forget_parents()
+            if not self._reopen and self.pid == os.getpid():  # else: the parent's (a fork
+                self.env.close()  # that ran no fork hooks): closing it here could hurt it
+
+        self.run_exclusive(close)
+
+    # -- fork ----------------------------------------------------------------------------
+    def _renew_in_child(self) -> None:
+        """In a forked child, first thing: fresh locks, and the environment in use
+        becomes the parent's, replaced before the child's first transaction."""
+        self._cond = threading.Condition(threading.Lock())
+        self._active = self._exclusive_waiting = 0
+        self._exclusive = False
+        if not self.closed and not self._reopen:  # else: still the grandparent's
+            self._parents, self._reopen = self.env, True
+
+    def _reopen_locked(self) -> None:
+        """The child's first transaction: open the child's own environment."""
+        spares = self.kwargs.get("max_spare_txns", 0)
+        self._forget_parents()
         try:
-            return fn()
-        finally:
-            with self._cond:
-                self._exclusive = False
-                self._cond.notify_all()
+            self._open()
+        except BackendError as exc:
+            if not spares:
+                raise
+            raise BackendError(
+                self.path,
+                f"a forked child cannot open its own LMDB environment while the parent's copy "
+                f"stays open, as it must with max_spare_txns={spares} (closing it would release "
+                f"the parent's cached readers); use max_spare_txns=0, or the 'spawn' or "
+                f"'forkserver' start methods ({exc.__cause__})",
+            ) from exc
+        self._reopen = False
+
+    def _forget_parents(self) -> None:
+        """Close the child's copy of the parent's environment: the fork waited for
+        every transaction (see :func:`_hold_all`), so it holds no reader slot --
+        unless read transactions are kept for reuse: then it stays open, unused."""
+        parents, self._parents = self._parents, None
+        if parents is None:
+            return
+        if self.kwargs.get("max_spare_txns", 0):
+            _KEPT.append(parents)
+        else:
+            parents.close()
 
     def grow(self, resizes_seen: int) -> None:
         """Double the map after MDB_MAP_FULL (unless another writer already did)."""
@@ -147,6 +234,11 @@ class SharedEnv:
 #: without being closed, the environment is freed (py-lmdb closes it then).
 _ENVS: weakref.WeakValueDictionary[str, SharedEnv] = weakref.WeakValueDictionary()
 _ENVS_LOCK = threading.Lock()
+#: Every environment alive, for the fork hooks; those held during a fork.
+_LIVE: weakref.WeakSet[SharedEnv] = weakref.WeakSet()
+_HELD: list[SharedEnv] = []
+#: In a forked child: the parent's environments it keeps open, never to use.
+_KEPT: list[lmdb.Environment] = []
 
 
 def _data_file(path: str, subdir: bool) -> str:
@@ -224,7 +316,8 @@ def open_settings(kwargs: dict[str, Any], readonly: bool) -> dict[str, Any]:
         "metasync": False,
         "sync": False,
         "map_async": False,
-        "max_spare_txns": os.cpu_count() or 1,
+        # A read transaction kept for reuse holds a reader slot: fork needs none held.
+        "max_spare_txns": 0,
         **kwargs,
     }
     if readonly:
@@ -259,18 +352,36 @@ def check_open_kwargs(kwargs: dict[str, Any]) -> None:
 
 
 def release_env(shared: SharedEnv) -> None:
+    """A store is done with ``shared``: the last one closes it."""
     with _ENVS_LOCK:
         shared.users -= 1
-        if shared.users > 0:
-            return
-        if shared.pid != os.getpid():
-            # Inherited through fork: closing it here aborts this process's copies
-            # of the parent's transactions, which can free reader slots the parent
-            # still uses in the shared lock file. Leave it to the parent.
-            return
+        if shared.users <= 0 and not shared.closed:
+            shared.close()
 
-        def close() -> None:
-            shared.closed = True
-            shared.env.close()
 
-        shared.run_exclusive(close)
+def _hold_all() -> None:
+    """Before ``fork``: wait for every transaction in flight, and hold new ones
+    back, so that the child's copies of the environments hold none."""
+    _ENVS_LOCK.acquire()  # and no environment is being opened or closed
+    for shared in list(_LIVE):
+        if not shared.closed:
+            shared.hold()
+            _HELD.append(shared)
+
+
+def _unhold_all() -> None:
+    """After ``fork``, in the parent: let transactions run again."""
+    while _HELD:
+        _HELD.pop().unhold()
+    _ENVS_LOCK.release()
+
+
+def _renew_module() -> None:
+    """After ``fork``, in the child (each environment renews itself)."""
+    global _ENVS_LOCK
+    _ENVS_LOCK = threading.Lock()
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_hold_all, after_in_parent=_unhold_all, after_in_child=_renew_module)

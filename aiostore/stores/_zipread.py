@@ -6,6 +6,8 @@ checks the CRC (and inflates deflated entries). ``pread`` takes no file
 position, so any number of threads read at once, and never wait for the writer
 (a ``zipfile.ZipFile``) appending to the same file. Entries it cannot read this
 way (encrypted, or another compression method) go to a fallback, ``zipfile``.
+A damaged entry (bad CRC, truncated) raises :class:`~aiostore.errors.BackendError`
+naming the file, with ``zipfile.BadZipFile`` as its cause.
 
 Examples
 --------
@@ -34,7 +36,7 @@ from contextlib import contextmanager
 from typing import IO
 
 from aiostore.abc import ByteRange
-from aiostore.errors import ClosedStoreError
+from aiostore.errors import BackendError, ClosedStoreError
 from aiostore.keys import normalize_path
 
 __all__ = ["EntryReader", "newest_entries"]
@@ -67,6 +69,13 @@ class EntryReader:
         self._exclusive = False
         #: header offset -> offset of the entry's data, learnt on first read.
         self._data_offsets: dict[int, int] = {}
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh gate (a thread of the parent may have held it;
+        the child has none of those threads, so no read is in flight)."""
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._exclusive = False
 
     # -- the gate: reads share the handle; closing or truncating waits for them ---
     @contextmanager
@@ -110,6 +119,14 @@ class EntryReader:
         """Drop the learnt data offsets (the file was truncated; hold :meth:`exclusive`)."""
         self._data_offsets.clear()
 
+    def reopen(self) -> None:
+        """Open the file again, and forget the offsets (hold :meth:`exclusive`): it may
+        have been replaced or rewritten since this reader opened it."""
+        file = open(self.path, "rb", buffering=0)
+        self.close_file()
+        self._file = file
+        self._data_offsets.clear()
+
     def close_file(self) -> None:
         """Close the read handle (hold :meth:`exclusive`, unless nothing else can read)."""
         file, self._file = self._file, None
@@ -125,16 +142,22 @@ class EntryReader:
         lookup: Callable[[], Iterable[tuple[zipfile.ZipInfo | None, ByteRange | None]]],
         fallback: Fallback,
     ) -> list[bytes | None]:
-        """Each ``(entry, byte_range)``'s bytes (None for no entry), under one hold of the gate."""
+        """Each ``(entry, byte_range)``'s bytes (None for no entry), under one hold of the gate.
+
+        A damaged entry raises :class:`~aiostore.errors.BackendError` naming the file.
+        """
         with self._shared() as fd:
-            return [None if info is None else self._read(fd, info, r, fallback) for info, r in lookup()]
+            try:
+                return [None if info is None else self._read(fd, info, r, fallback) for info, r in lookup()]
+            except (zipfile.BadZipFile, EOFError) as exc:
+                raise BackendError(self.path, f"cannot read it, the Zip file is damaged: {exc}") from exc
 
     def _read(
         self, fd: int, info: zipfile.ZipInfo, byte_range: ByteRange | None, fallback: Fallback
     ) -> bytes:
         if info.flag_bits & _ENCRYPTED or info.compress_type not in _FAST_METHODS or not _HAS_PREAD:
             if fallback is None:
-                raise zipfile.BadZipFile(f"entry {info.filename!r} of {self.path} needs zipfile to read")
+                raise zipfile.BadZipFile(f"entry {info.filename!r} needs zipfile to read")
             return _slice(fallback(info), byte_range)
         if info.compress_type == zipfile.ZIP_STORED and byte_range is not None:
             # Stored bytes are the value: read only the range (no CRC to check on a part).
@@ -145,9 +168,9 @@ class EntryReader:
             try:
                 data = zlib.decompress(data, -15, info.file_size)
             except zlib.error as exc:
-                raise zipfile.BadZipFile(f"entry {info.filename!r} of {self.path} is corrupt: {exc}") from exc
+                raise zipfile.BadZipFile(f"entry {info.filename!r} is corrupt: {exc}") from exc
         if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
-            raise zipfile.BadZipFile(f"bad CRC-32 or size for entry {info.filename!r} of {self.path}")
+            raise zipfile.BadZipFile(f"bad CRC-32 or size for entry {info.filename!r}")
         return _slice(data, byte_range)
 
     def _read_stored(self, fd: int, info: zipfile.ZipInfo, start: int, stop: int) -> bytes:
@@ -160,7 +183,7 @@ class EntryReader:
         header_size = _LOCAL_HEADER_SIZE + len(info.filename.encode()) + len(info.extra)
         block = os.pread(fd, header_size + stop, info.header_offset)
         if len(block) < _LOCAL_HEADER_SIZE or block[:4] != _LOCAL_HEADER_SIGNATURE:
-            raise zipfile.BadZipFile(f"no local header for entry {info.filename!r} of {self.path}")
+            raise zipfile.BadZipFile(f"no local header for entry {info.filename!r}")
         name_length, extra_length = _NAME_AND_EXTRA_LENGTHS.unpack_from(block, 26)
         data_offset = info.header_offset + _LOCAL_HEADER_SIZE + name_length + extra_length
         self._data_offsets[info.header_offset] = data_offset
@@ -177,7 +200,7 @@ class EntryReader:
         while done < size:
             more = os.pread(fd, size - done, offset + done)
             if not more:
-                raise zipfile.BadZipFile(f"entry {info.filename!r} of {self.path} is truncated")
+                raise zipfile.BadZipFile(f"entry {info.filename!r} is truncated")
             parts.append(more)
             done += len(more)
         return b"".join(parts)

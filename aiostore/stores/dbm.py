@@ -29,11 +29,13 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
+from aiostore._runtime.forks import renew_after_fork
 from aiostore.abc import BlockingStore, Buffer, Request, delete_each, read_each, write_each
-from aiostore.errors import BackendError, ClosedStoreError
+from aiostore.errors import ClosedStoreError
 from aiostore.keys import parent_prefix
+from aiostore.stores._dbmshared import READ_MODE, Lease, SharedDB, acquire_db, reopen_flag
 from aiostore.stores._fsops import fs_path
-from aiostore.stores._writerlock import WriterLock, lock_for_writing
+from aiostore.stores._writerlock import ForkedWriterError, WriterHoldsLockError
 
 __all__ = ["DBMStore"]
 
@@ -77,7 +79,7 @@ class DBMStore(BlockingStore):
     write_lock : bool
         Hold a lock around every batch (reads, writes and deletes), so the
         store is safe to use from many threads and tasks at once (default). With
-        ``False`` no lock is taken, as in zarr 2: only for a single-threaded
+        ``False`` batches take no lock, as in zarr 2: only for a single-threaded
         caller or a dbm implementation that locks for itself.
     dimension_separator : {".", "/"}, optional
     **open_kwargs
@@ -87,12 +89,43 @@ class DBMStore(BlockingStore):
     -----
     Call :meth:`aclose` (or use ``async with``) when done: some
     implementations (``dbm.dumb``) write their index only on sync or close.
-    Keys are stored as UTF-8 bytes. One process writes a database at a time:
-    a writable store holds an exclusive lock on ``<path>.lock`` while open, and
-    a writer in another process is refused at open with
-    :class:`~aiostore.errors.StoreLockedError` (stores of one process share the
-    lock; ``flag="r"`` takes none). A file that is not a database of this
+    Keys are stored as UTF-8 bytes. A file that is not a database of this
     ``open`` raises :class:`~aiostore.errors.BackendError` naming the path.
+
+    **One process.** The stores of a process on one path share one open
+    database (one dbm object and its lock; a dbm object keeps its index in
+    memory, so two would lose each other's keys), reference-counted: the last
+    one closed syncs and closes it. Read-only stores share a writable one, and
+    see its writes at once. They must use the same ``open`` and
+    ``open_kwargs`` (else :class:`~aiostore.errors.SettingsConflictError`, a
+    ValueError); ``flag="n"`` on a database open in this process is refused
+    the same way (it would empty it under the other stores). The first store's
+    flag letters apply.
+
+    **Other processes.** One process at a time writes, and none reads while it
+    does: a writer's index is in its memory until it syncs, so a reader
+    elsewhere would silently read stale data (values missing, read as fill
+    values). Opening takes an ``flock`` on ``<path>.lock``: exclusive for a
+    writable store, shared for ``flag="r"``. A writer is refused while another
+    process writes or reads, a reader while another process writes, with
+    :class:`~aiostore.errors.StoreLockedError` saying which
+    (``WriterHoldsLockError`` or ``ReadersHoldLockError``). Only a writer
+    removes the lock file, when it lets go.
+
+    **Copies.** A pickled store unpickles without opening anything (dask
+    unpickles tasks where an error kills the worker, and in the scheduler, in
+    the client's process). The copy shares this process's open database at its
+    first use, or opens it: read-only (shared lock) for a read, writable
+    (exclusive lock) at its first write -- which is where a refusal is raised.
+    A copy never flushes what it did not write; a copy of ``flag="n"`` opens
+    with ``"c"``.
+
+    **Fork.** A forked child reads through its parent's stores (with new
+    locks), but a write through them raises
+    :class:`~aiostore.errors.StoreLockedError` (``ForkedWriterError``): the
+    database and its lock are the parent's, and the child's writes would be
+    lost. The child never syncs or closes them; it may open stores of its own,
+    refused while the parent holds the database.
 
     A write's safety against a crash is the implementation's: ``dbm.dumb``
     (what :func:`dbm.open` falls back to when Python has neither gdbm nor ndbm)
@@ -129,6 +162,23 @@ class DBMStore(BlockingStore):
         dimension_separator: str | None = None,
         **open_kwargs: Any,
     ) -> None:
+        self._setup(path, flag, mode, open, write_lock, dimension_separator, open_kwargs)
+        if flag[0] in "cn":
+            # As a directory store would: "data/array.db" works without "data/".
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self._take_share(flag)
+
+    def _setup(
+        self,
+        path: str | os.PathLike[str],
+        flag: str,
+        mode: int,
+        open: DBMOpen | None,
+        write_lock: bool,
+        dimension_separator: str | None,
+        open_kwargs: dict[str, Any],
+    ) -> None:
+        """Everything but opening: a store unpickled opens at its first use."""
         if not isinstance(flag, str) or not flag or flag[0] not in "rwcn":
             raise ValueError(f"flag must start with 'r', 'w', 'c' or 'n', not {flag!r}")
         super().__init__(read_only=flag[0] == "r", dimension_separator=dimension_separator)
@@ -148,57 +198,72 @@ class DBMStore(BlockingStore):
         self.open: DBMOpen = open
         self.write_lock = bool(write_lock)
         self.open_kwargs = open_kwargs
-        self._lock: contextlib.AbstractContextManager[Any] = (
-            threading.RLock() if write_lock else contextlib.nullcontext()
-        )
-        if flag[0] in "cn":
-            # As a directory store would: "data/array.db" works without "data/".
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        #: The open dbm object (None once closed).
-        self.db: Any = None
-        self._writer_lock = self._lock_for_writing()
-        try:
-            self.db = self._open_file(flag)
-        except BaseException:
-            if self._writer_lock is not None:
-                self._writer_lock.release()
-            raise
-        if self._writer_lock is not None:
-            weakref.finalize(self, self._writer_lock.release)
+        #: Held around every batch: the shared database's lock (none with write_lock=False).
+        self._lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        #: Guards taking and giving up this store's share.
+        self._share_lock = threading.Lock()
+        self._lease: Lease | None = None
+        self._released = False
+        #: Whether this store opened the database for writing (or has written).
+        self._writer = False
+        renew_after_fork(self, type(self)._renew_after_fork)
 
-    def _lock_for_writing(self) -> WriterLock | None:
-        """One writing process at a time (a ``<path>.lock`` file): each writer keeps
-        its own index, so two would lose each other's keys."""
-        if self._read_only:
-            return None
-        try:
-            return lock_for_writing(self.path, "DBMStore", sidecar=True, read_mode="flag='r'")
-        except FileNotFoundError:
-            return None  # no such directory: opening the database says so
+    def _take_share(self, flag: str) -> None:
+        lease = acquire_db(self.path, flag, self.mode, self.open, self.open_kwargs)
+        self._lock = lease.shared.lock if self.write_lock else contextlib.nullcontext()
+        self._writer = flag[0] != "r"
+        self._lease = lease
+        weakref.finalize(self, lease.release_soon)
 
-    def _open_file(self, flag: str) -> Any:
-        try:
-            return self.open(self.path, flag, self.mode, **self.open_kwargs)
-        except OSError as exc:
-            if exc.errno is not None and exc.filename is not None:
-                raise  # a file-system error, naming its file
-            raise BackendError(self.path, f"cannot open it as a DBM database ({exc})") from exc
-        except Exception as exc:  # dbm.error, or a dbm.dumb index that does not parse
-            raise BackendError(
-                self.path, f"cannot open it as a DBM database ({type(exc).__name__}: {exc})"
-            ) from exc
+    def _renew_after_fork(self) -> None:
+        """In a forked child: new locks (a thread of the parent may have held them)."""
+        self._share_lock = threading.Lock()
+        lease = self._lease
+        if lease is not None:
+            lease.shared.renew()
+            self._lock = lease.shared.lock if self.write_lock else contextlib.nullcontext()
 
-    def _open_db(self) -> Any:
+    def _share(self, write: bool = False) -> SharedDB:
+        """The process's open database, opened now if this store is a copy not used
+        yet (read-only until its first write), made writable for a write."""
+        lease = self._lease
+        if lease is None:
+            with self._share_lock:
+                if self._released:
+                    raise ClosedStoreError(f"{self!r} is closed")
+                if self._lease is None:
+                    self._take_share(reopen_flag(self.flag) if write else "r")
+                lease = cast(Lease, self._lease)
+        shared = lease.shared
+        if write:
+            if shared.inherited:
+                raise ForkedWriterError(self.path, "DBMStore", READ_MODE)
+            if not shared.writable:
+                shared.make_writable(reopen_flag(self.flag))
+            self._writer = True
+        return shared
+
+    def _open_db(self, shared: SharedDB) -> Any:
         """The dbm object; call with the lock held."""
-        db = self.db
-        if db is None:
+        db = shared.db
+        if db is None or self._released:
             raise ClosedStoreError(f"{self!r} is closed")
+        if not shared.file_lock.held:
+            raise WriterHoldsLockError(self.path, "DBMStore", READ_MODE)
         return db
+
+    @property
+    def db(self) -> Any:
+        """The open dbm object, shared by the stores of this process on the path (None
+        before a copy's first use and once closed)."""
+        lease = self._lease
+        return None if lease is None else lease.shared.db
 
     # -- blocking hooks: one lock hold per batch ------------------------------
     def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
+        shared = self._share()
         with self._lock:
-            db = self._open_db()
+            db = self._open_db(shared)
 
             def read(key: str) -> bytes | None:
                 try:  # not db.get: not every dbm-style object has it
@@ -209,22 +274,26 @@ class DBMStore(BlockingStore):
             return read_each(requests, read)
 
     def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
+        shared = self._share(write=True)
         with self._lock:
-            db = self._open_db()
+            db = self._open_db(shared)
             write_each(items, lambda key, value: db.__setitem__(_encode(key), bytes(value)))
 
     def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
+        shared = self._share(write=True)
         with self._lock:
-            db = self._open_db()
+            db = self._open_db(shared)
             return delete_each(keys, lambda key: db.__delitem__(_encode(key)))
 
     def _contains_blocking(self, key: str) -> bool:
+        shared = self._share()
         with self._lock:
-            return _encode(key) in self._open_db()
+            return _encode(key) in self._open_db(shared)
 
     def _raw_keys(self) -> list[bytes]:
+        shared = self._share()
         with self._lock:
-            return list(self._open_db().keys())
+            return list(self._open_db(shared).keys())
 
     def _list_blocking(self, prefix: str) -> Iterator[str]:
         encoded = _encode(prefix)
@@ -239,15 +308,17 @@ class DBMStore(BlockingStore):
         return [k for k in db.keys() if k.startswith(prefix)]
 
     def _rmdir_blocking(self, path: str) -> None:
+        shared = self._share(write=True)
         with self._lock:
-            db = self._open_db()
+            db = self._open_db(shared)
             for key in self._keys_below(db, path):
                 del db[key]
 
     def _rename_blocking(self, src: str, dst: str) -> None:
         src_b, dst_b = _encode(src), _encode(dst)
+        shared = self._share(write=True)
         with self._lock:
-            db = self._open_db()
+            db = self._open_db(shared)
             moving = self._keys_below(db, src)
             if src_b in db:
                 moving.append(src_b)
@@ -265,8 +336,9 @@ class DBMStore(BlockingStore):
                     del db[key]
 
     def _getsize_blocking(self, path: str) -> int:
+        shared = self._share()
         with self._lock:
-            db = self._open_db()
+            db = self._open_db(shared)
             if path:
                 try:
                     return len(db[_encode(path)])
@@ -277,36 +349,23 @@ class DBMStore(BlockingStore):
             return sum(len(db[k]) for k in db.keys() if k.startswith(prefix) and b"/" not in k[start:])
 
     def _flush_blocking(self) -> None:
-        if self._read_only:
-            return
-        with self._lock:
-            db = self._open_db()
-            sync = getattr(db, "sync", None)
-            if sync is not None:
-                sync()
-            else:
-                # dbm.ndbm has no sync: closing writes everything; reopen
-                # without "n", which would empty the database.
-                db.close()
-                self.db = None
-                self.db = self._open_file(self._reopen_flag_of(self.flag))
+        lease = self._lease
+        if self._writer and lease is not None:
+            lease.shared.sync()  # nothing in a forked child: the database is the parent's
 
     def _close_blocking(self) -> None:
-        with self._lock:
-            db, self.db = self.db, None
-            try:
-                close = getattr(db, "close", None)
-                if close is not None:
-                    close()
-            finally:
-                if self._writer_lock is not None:
-                    self._writer_lock.release()
+        # The last store of the process on the path syncs and closes the database.
+        with self._share_lock:
+            self._released = True
+            lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.release()
 
     # -- identity and pickling -------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        if self.db is not None and not self._read_only:
-            # Another process reopening the file must see the writes so far
-            # (dbm.dumb writes its index only on sync).
+        if self._writer:
+            # What this store wrote so far reaches the files (dbm.dumb writes its
+            # index only on sync). A copy that never wrote flushes nothing.
             with contextlib.suppress(Exception):
                 self._flush_blocking()
         return {
@@ -320,20 +379,19 @@ class DBMStore(BlockingStore):
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(  # type: ignore[misc]
+        # Opens nothing and takes no lock: dask unpickles tasks where an error kills
+        # the worker, and in the scheduler. The copy opens at its first use:
+        # read-only for a read, writable (the writer lock) at its first write,
+        # which is where StoreLockedError is raised if another process has it.
+        self._setup(
             state["path"],
-            flag=self._reopen_flag_of(state["flag"]),
-            mode=state["mode"],
-            open=state["open"],
-            write_lock=state["write_lock"],
-            dimension_separator=state["dimension_separator"],
-            **state["open_kwargs"],
+            reopen_flag(state["flag"]),  # a copy must not empty the database it names
+            state["mode"],
+            state["open"],
+            state["write_lock"],
+            state["dimension_separator"],
+            state["open_kwargs"],
         )
-
-    @staticmethod
-    def _reopen_flag_of(flag: str) -> str:
-        # A store unpickled elsewhere must not empty the database it names.
-        return "c" + flag[1:] if flag[0] == "n" else flag
 
     def __eq__(self, other: object) -> bool:
         return (

@@ -99,7 +99,7 @@ class LMDBStore(BlockingStore):
         ``map_size`` 1 TiB (address space, not disk; it doubles whenever it
         fills), ``sync=False``, ``metasync=False`` (commits are not flushed to
         disk one by one: :meth:`flush` and :meth:`aclose` do it),
-        ``meminit=False``, ``max_spare_txns`` = CPU count, and
+        ``meminit=False``, ``max_spare_txns=0`` (see below), and
         ``writemap=False`` (zarr 2 turns ``writemap`` on under Linux; it is
         slower for databases larger than RAM, makes the data file as large as
         the map, and turns a full disk into a SIGBUS crash instead of an error.
@@ -115,9 +115,10 @@ class LMDBStore(BlockingStore):
     an LMDB database raises :class:`~aiostore.errors.BackendError`, as does any
     other LMDB failure (``lmdb.Error`` is its ``__cause__``). When the map
     fills up, the write transaction is aborted (nothing of it is written), the
-    map is doubled and the transaction is run again. A store inherited through
-    ``fork`` keeps using the parent's environment (LMDB prefers a fresh one per process: use the ``spawn`` or
-    ``forkserver`` start methods, or pickle the store, which reopens it).
+    map is doubled and the transaction is run again. An environment must not be
+    used after ``fork``: a forked child's store opens the child's own before its
+    first transaction (``fork`` waits for the transactions in flight; with
+    ``max_spare_txns`` above 0 the child's may fail, see ``_lmdbenv``).
 
     Examples
     --------
@@ -163,7 +164,7 @@ class LMDBStore(BlockingStore):
     @property
     def db(self) -> lmdb.Environment:
         """The underlying ``lmdb.Environment`` (zarr 2's name for it)."""
-        return self._env_holder().env
+        return self._env_holder().current_env()
 
     def _env_holder(self) -> SharedEnv:
         shared = self._shared
@@ -363,11 +364,11 @@ class LMDBStore(BlockingStore):
 
     def _rmdir_blocking(self, path: str) -> None:
         prefix = _encode(parent_prefix(path))
-        main_db = self._env_holder().main_db
+        shared = self._env_holder()
 
         def remove(txn: lmdb.Transaction[Any]) -> None:
-            if not prefix:
-                txn.drop(main_db, delete=False)
+            if not prefix:  # main_db read now: a forked child opens its own environment first
+                txn.drop(shared.main_db, delete=False)
                 return
             cursor = txn.cursor()
             if cursor.set_range(prefix):

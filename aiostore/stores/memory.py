@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
+from aiostore._runtime.forks import renew_after_fork
 from aiostore.abc import BlockingStore, Buffer, Request, read_each, write_each
 from aiostore.errors import KeyConflictError
 
@@ -32,7 +33,8 @@ class MemoryStore(BlockingStore):
     :class:`~aiostore.errors.KeyConflictError` (a :class:`KeyError`) naming both
     keys, and changes nothing. zarr 2's other rules apply (its own store suite
     checks them): writing a value where a directory is replaces the directory,
-    and deleting a directory's name removes it. Safe to use from many threads and tasks.
+    and deleting a directory's name removes it. Safe to use from many threads and
+    tasks, and in a forked child (a copy: the parent does not see its writes).
 
     Parameters
     ----------
@@ -68,6 +70,11 @@ class MemoryStore(BlockingStore):
         super().__init__(read_only=read_only, dimension_separator=dimension_separator)
         self.cls = cls
         self.root: MutableMapping[str, Any] = cls() if root is None else root
+        self._lock = threading.RLock()
+        renew_after_fork(self, type(self)._renew_after_fork)
+
+    def _renew_after_fork(self) -> None:
+        # In a forked child, first thing: a thread that did not come along may hold the lock.
         self._lock = threading.RLock()
 
     # -- tree helpers (call with the lock held) ---------------------------

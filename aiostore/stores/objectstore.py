@@ -39,8 +39,9 @@ import sniffio
 from aiostore._runtime.offload import gather_each, offload, offload_each
 from aiostore.abc import Buffer, ByteRange, Request, Store, slice_byte_range
 from aiostore.errors import BatchWriteError
-from aiostore.keys import KeyLimits, parent_prefix
+from aiostore.keys import KeyLimits, is_key_path, parent_prefix
 from aiostore.stores._objectcalls import (
+    LOCAL_KEY_LIMITS,
     first_line,
     get_options,
     not_a_directory,
@@ -138,9 +139,7 @@ class ObjectStore(Store):
             client = store
         http = self._location.startswith(("http://", "https://")) or type(client).__name__ == "HTTPStore"
         super().__init__(read_only=read_only or http, dimension_separator=dimension_separator)
-        # Object keys are UTF-8; a local file system's names are at most 255 bytes.
-        local = type(client).__name__ == "LocalStore"
-        self.key_limits = KeyLimits(max_segment_bytes=255 if local else None, utf8=True)
+        self.key_limits = LOCAL_KEY_LIMITS if type(client).__name__ == "LocalStore" else KeyLimits(utf8=True)
         self._client = client
         self._pid = os.getpid()
 
@@ -338,9 +337,10 @@ class ObjectStore(Store):
         return True
 
     async def _list(self, prefix: str) -> AsyncIterator[str]:
-        # obstore lists whole path segments: list the directory the prefix is in,
-        # then keep the keys that start with the prefix itself.
+        # obstore lists the prefix's directory (no key is below "./x" or "a//b"), then filters.
         directory = prefix.rpartition("/")[0]
+        if directory and not is_key_path(directory, self.key_limits):
+            return
         stream = obstore_module().list(self.client, directory or None)
         while True:
             try:

@@ -24,7 +24,18 @@ for you.
 
 One process writes a Zip file at a time: a writable store takes an exclusive
 lock on the file at open, and a writer in another process is refused with
-:class:`~aiostore.errors.StoreLockedError` (stores of one process share it).
+:class:`~aiostore.errors.StoreLockedError`. Stores of one process on one path
+(zarr 2 and dask unpickle a copy of the store per task) share one open file --
+its writer, reader, index and lock (:mod:`aiostore.stores._zipshared`): each
+sees the others' writes at once, ``close()`` of one gives up its share (and
+writes the central directory, if it wrote), and the last one closes the file.
+``mode="w"`` on a path a store of this process has open is refused with
+:class:`~aiostore.errors.StoreLockedError` rather than truncating the file under
+it. A pickled copy opens nothing until it is used: it reads without a lock, and
+takes the writer lock at its first write, which raises ``StoreLockedError`` if
+another process holds it. In a process forked from the one that opened the
+store, writes raise ``StoreLockedError`` (the parent holds the file), and reads
+of plain entries keep working.
 
 Examples
 --------
@@ -44,45 +55,22 @@ Examples
 from __future__ import annotations
 
 import os
-import threading
-import time
 import weakref
 import zipfile
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from aiostore._runtime.offload import offload
-from aiostore.abc import BlockingStore, Buffer, ByteRange, Request, child_name, closing_scope
-from aiostore.errors import BatchWriteError, ClosedStoreError
+from aiostore.abc import BlockingStore, Buffer, Request, child_name, closing_scope
+from aiostore.errors import ClosedStoreError
 from aiostore.keys import KeyLimits, parent_prefix
 from aiostore.stores._fsops import fs_path
-from aiostore.stores._writerlock import WriterLock
-from aiostore.stores._zipfile import ZipMode, open_zip, undo_failed_write
-from aiostore.stores._zipread import EntryReader, newest_entries
+from aiostore.stores._zipfile import ZipMode
+from aiostore.stores._zipshared import SharedZip, acquire_zip, registry_lock
 
 __all__ = ["ZipMode", "ZipStore"]
 
 _COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
-
-
-class _Handles:
-    """The open ``ZipFile`` (the writer), the entry reader and the writer lock; closed
-    by the store, or by a finalizer if the store is dropped or the interpreter exits."""
-
-    def __init__(self, zf: zipfile.ZipFile, reader: EntryReader, writer_lock: WriterLock | None) -> None:
-        self.zf = zf
-        self.reader = reader
-        self.writer_lock = writer_lock
-        self.closed = False
-
-    def close(self) -> None:
-        self.closed = True
-        try:
-            self.zf.close()  # writes the central directory
-        finally:
-            self.reader.close_file()
-            if self.writer_lock is not None:
-                self.writer_lock.release()
 
 
 class ZipStore(BlockingStore):
@@ -118,7 +106,10 @@ class ZipStore(BlockingStore):
     from many threads (one writer at a time, reads in parallel); a second
     process opening the file for writing is refused with
     :class:`~aiostore.errors.StoreLockedError`, readers (``mode="r"``) are not.
-    ``getsize`` counts stored (compressed) bytes, as zarr 2.
+    Stores of one process on one path share the open file (see the module);
+    ``allowZip64`` must then be the same for the writable ones
+    (:class:`~aiostore.errors.SettingsConflictError`). ``getsize`` counts
+    stored (compressed) bytes, as zarr 2.
 
     Examples
     --------
@@ -158,158 +149,125 @@ class ZipStore(BlockingStore):
                 "ZipStore compression must be zipfile.ZIP_STORED, ZIP_DEFLATED, ZIP_BZIP2 "
                 f"or ZIP_LZMA, not {compression!r}"
             )
-        super().__init__(read_only=mode == "r", dimension_separator=dimension_separator)
+        self._setup(path, compression, allowZip64, mode, dimension_separator)
+        self._attach(mode)  # opens now: a refused writer fails here
+        self._writer = mode != "r"
+
+    def _setup(
+        self,
+        path: str | os.PathLike[str],
+        compression: int,
+        allowZip64: bool,
+        mode: ZipMode,
+        dimension_separator: str | None,
+    ) -> None:
+        """Everything but opening the file."""
+        BlockingStore.__init__(self, read_only=mode == "r", dimension_separator=dimension_separator)
         self.path = fs_path(path, type(self).__name__)
         self.compression = compression
         self.allowZip64 = allowZip64
         self.mode = mode
-        self._lock = threading.RLock()  # the one writer; also guards replacing the ZipFile
-        self._index_lock = threading.Lock()
-        zf, writer_lock = open_zip(self.path, mode, compression, allowZip64)
-        try:
-            reader = EntryReader(self.path)
-        except BaseException:
-            zf.close()
-            if writer_lock is not None:
-                writer_lock.release()
-            raise
-        self._handles = _Handles(zf, reader, writer_lock)
-        self._reader = reader
-        weakref.finalize(self, self._handles.close)
-        # A new file ("w", "x") must get a central directory even if nothing is written.
-        self._dirty = mode in ("w", "x")
-        self._index = newest_entries(zf)
+        #: This store's share of the process's open file; None until first used
+        #: (a pickled copy) and once closed.
+        self._share: SharedZip | None = None
+        self._release: weakref.finalize[[], ZipStore] | None = None
+        #: Whether this store opened the file for writing (or wrote through it).
+        self._writer = False
 
-    # -- handles -------------------------------------------------------------
-    def _zip(self) -> zipfile.ZipFile:
-        if self._handles.closed:
+    # -- the shared file -------------------------------------------------------------
+    def _attach(self, mode: ZipMode) -> SharedZip:
+        """Take a share of the process's open file (opening it if needed)."""
+        share = acquire_zip(self.path, mode, self.compression, self.allowZip64)
+        with registry_lock():
+            mine = self._share
+            if mine is None and not self._closed:
+                self._share = mine = share
+                # Also given up if the store is dropped unclosed, or at interpreter exit.
+                self._release = weakref.finalize(self, share.release)
+                return mine
+        share.release()  # another thread of this store attached first, or it was closed
+        if mine is None:
             raise ClosedStoreError(f"{self!r} is closed")
-        return self._handles.zf
+        return mine
 
-    def _lookup(self, key: str) -> zipfile.ZipInfo | None:
-        with self._index_lock:
-            return self._index.get(key)
+    def _state(self) -> SharedZip:
+        """The open file, opened for reading if this store has not used it yet."""
+        share = self._share
+        return share if share is not None else self._attach("r")
 
-    def _keys(self) -> list[str]:
-        with self._index_lock:
-            return list(self._index)
+    async def _ready(self) -> SharedZip:
+        share = self._share
+        return share if share is not None else await offload(self.resource, self._attach, "r")
+
+    def _writable(self) -> SharedZip:
+        """The open file, with the writer lock taken (StoreLockedError if refused)."""
+        share = self._share
+        if share is None:
+            share = self._attach("a")
+        share.open_for_writing(self.allowZip64)
+        self._writer = True
+        return share
 
     # -- reads ---------------------------------------------------------------
     def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
-        # The entries are looked up inside the reader's gate (see EntryReader).
-        return self._reader.read_ranges(lambda: self._lookup_all(requests), self._read_with_zipfile)
-
-    def _lookup_all(
-        self, requests: Sequence[Request]
-    ) -> list[tuple[zipfile.ZipInfo | None, ByteRange | None]]:
-        with self._index_lock:
-            return [(self._index.get(key), byte_range) for key, byte_range in requests]
-
-    def _read_with_zipfile(self, info: zipfile.ZipInfo) -> bytes:
-        with self._lock, self._zip().open(info) as entry:
-            return entry.read()
+        return self._state().read(requests)
 
     # The index is in memory: these answer from it, with no thread hop on either side.
     def _contains_blocking(self, key: str) -> bool:
-        return self._lookup(key) is not None
+        return self._state().lookup(key) is not None
 
     def _list_blocking(self, prefix: str) -> Iterator[str]:
-        return iter(sorted(key for key in self._keys() if key.startswith(prefix)))
+        return iter(sorted(key for key in self._state().keys() if key.startswith(prefix)))
 
     def _listdir_blocking(self, path: str) -> list[str]:
         prefix = parent_prefix(path)
-        return sorted({child_name(prefix, key) for key in self._keys() if key.startswith(prefix)})
+        keys = self._state().keys()
+        return sorted({child_name(prefix, key) for key in keys if key.startswith(prefix)})
 
     def _getsize_blocking(self, path: str) -> int:
-        with self._index_lock:
-            info = self._index.get(path) if path else None
-            if info is not None:
-                return info.compress_size
-            prefix = parent_prefix(path)
-            return sum(
-                entry.compress_size
-                for key, entry in self._index.items()
-                if key.startswith(prefix) and "/" not in key[len(prefix) :]
-            )
+        return self._state().getsize(path)
 
     async def _contains(self, key: str) -> bool:
-        return self._contains_blocking(key)
+        return (await self._ready()).lookup(key) is not None
 
     async def _list(self, prefix: str) -> AsyncIterator[str]:
+        await self._ready()
         for key in self._list_blocking(prefix):
             yield key
 
     async def _listdir(self, path: str) -> list[str]:
+        await self._ready()
         return self._listdir_blocking(path)
 
     async def _getsize(self, path: str) -> int:
-        return self._getsize_blocking(path)
+        return (await self._ready()).getsize(path)
 
     # -- writes --------------------------------------------------------------
     def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
-        failed: dict[str, BaseException] = {}
-        written: list[zipfile.ZipInfo] = []
-        with self._lock:
-            zf = self._zip()
-            now = time.localtime()
-            date_time = (now.tm_year, now.tm_mon, now.tm_mday, now.tm_hour, now.tm_min, now.tm_sec)
-            try:
-                for key, value in items:
-                    info = zipfile.ZipInfo(key, date_time)
-                    info.compress_type = self.compression
-                    info.external_attr = 0o644 << 16  # zipfile's default 0o600 is too strict
-                    previous = zf.NameToInfo.get(key)
-                    try:
-                        zf.writestr(info, value)  # warns "Duplicate name" if key is stored
-                    except BaseException as exc:
-                        undo_failed_write(zf, info, previous)
-                        if not isinstance(exc, Exception):
-                            raise
-                        failed[key] = exc
-                    else:
-                        written.append(info)
-            finally:
-                if written:
-                    self._dirty = True
-                    # Readers use another handle: the data must be in the file first.
-                    if zf.fp is not None:
-                        zf.fp.flush()
-                    with self._index_lock:
-                        for info in written:
-                            self._index[info.filename] = info
-        if failed:
-            raise BatchWriteError(failed)
+        self._writable().write(items, self.compression)
 
     def _flush_blocking(self) -> None:
-        with self._lock:
-            zf = self._zip()
-            if not self._dirty:
-                return
-            zf.close()  # if this fails, zipfile has let go of the file and later writes say so
-            # Re-open for appending whatever the original mode was ("w" would truncate).
-            self._handles.zf = zipfile.ZipFile(
-                self.path, mode="a", compression=self.compression, allowZip64=self.allowZip64
-            )
-            self._dirty = False
+        share = self._share
+        if share is not None and not self._read_only:
+            share.flush()
 
     def _clear_blocking(self) -> None:
-        with self._reader.exclusive(), self._lock:  # no read may see the file truncated
-            self._zip().close()
-            self._handles.zf = zipfile.ZipFile(
-                self.path, mode="w", compression=self.compression, allowZip64=self.allowZip64
-            )
-            self._dirty = True
-            with self._index_lock:
-                self._index.clear()
-            self._reader.forget_offsets()
+        self._writable().clear()
 
     def _close_blocking(self) -> None:
-        # The gate before the writer's lock, as reads (whose fallback takes the lock) do.
-        with self._reader.exclusive(), self._lock:
-            self._handles.close()
+        with registry_lock():  # an attach racing the close sees the store closed, or is let go here
+            share, release = self._share, self._release
+            self._share = self._release = None
+        if share is None or release is None:
+            return
+        try:
+            if self._writer and share.users > 1:
+                share.flush()  # the last user's close writes it anyway
+        finally:
+            release()
 
     async def aclose(self) -> None:
-        """Write the central directory and close the file; later calls are no-ops."""
+        """Write the central directory and give up the file; later calls are no-ops."""
         if self._closed:
             return
         self._closed = True  # new operations fail at once; reads in flight finish first
@@ -331,7 +289,8 @@ class ZipStore(BlockingStore):
 
     def _delete_blocking(self, keys: Sequence[str]) -> list[str]:
         # Missing keys are ignored, as for every store; only real deletes fail.
-        present = [key for key in keys if self._lookup(key) is not None]
+        share = self._state()
+        present = [key for key in keys if share.lookup(key) is not None]
         if present:
             raise self._no_deletes(f"delete {present[0]!r}")
         return list(keys)
@@ -339,7 +298,7 @@ class ZipStore(BlockingStore):
     def _rmdir_blocking(self, path: str) -> None:
         prefix = parent_prefix(path)
         # Only keys below ``path`` are removed: a plain key there is left alone.
-        if any(key.startswith(prefix) for key in self._keys()):
+        if any(key.startswith(prefix) for key in self._state().keys()):
             raise self._no_deletes(f"remove {path!r}")
 
     def _rename_blocking(self, src: str, dst: str) -> None:
@@ -347,8 +306,9 @@ class ZipStore(BlockingStore):
 
     # -- identity and pickling --------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        if not self._closed and not self._read_only:
-            self._flush_blocking()  # so the copy (maybe in another process) sees every entry
+        share = self._share
+        if share is not None and self._writer and not self._closed:
+            share.flush()  # so the copy (maybe in another process) sees every entry
         return {
             "path": self.path,
             "compression": self.compression,
@@ -358,9 +318,12 @@ class ZipStore(BlockingStore):
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # A copy of a "w" or "x" store must not truncate (or refuse) the file it refers to.
-        mode = "a" if state["mode"] in ("w", "x") else state["mode"]
-        self.__init__(  # type: ignore[misc]
+        # Opens nothing: a copy may be unpickled where a raise kills the process (a dask
+        # worker's comm handler) or where a writer lock would shut every worker out (the
+        # scheduler, in the client's process). It reads without a lock, and takes the
+        # writer lock at its first write. A copy of a "w" or "x" store must not truncate.
+        mode: ZipMode = "a" if state["mode"] in ("w", "x") else state["mode"]
+        self._setup(
             state["path"],
             state["compression"],
             state["allowZip64"],

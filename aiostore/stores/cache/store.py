@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import AbstractContextManager
 from typing import Any
 
+from aiostore._runtime.forks import renew_after_fork
 from aiostore._runtime.portal import run_on_portal
 from aiostore.abc import (
     Buffer,
@@ -51,11 +51,8 @@ from aiostore.abc import (
     slice_byte_range,
 )
 from aiostore.keys import check_key_collection
-from aiostore.stores.cache.flights import FetchesInFlight
-from aiostore.stores.cache.listings import ListingCache
 from aiostore.stores.cache.lru import ByteLRU
-from aiostore.stores.cache.prefetch import Prefetcher
-from aiostore.stores.cache.writes import WriteBookkeeping
+from aiostore.stores.cache.parts import CacheParts, make_parts, renewed_parts
 from aiostore.stores.mapping import as_store
 
 __all__ = ["LRUStoreCache"]
@@ -127,21 +124,17 @@ class LRUStoreCache(Store):
         self.supports_listing = inner.supports_listing  # type: ignore[misc]
         self._store = inner
         self._max_size = max_size
-        # One lock guards every part below; each is called with it held.
-        self._lock = threading.Lock()
-        self._lru = ByteLRU(max_size, self._wake_prefetcher_locked)
-        self._listings = ListingCache(self._lock, inner, self._lru)
-        # Fetches under way, by key: readers of those keys wait for them.
-        self._inflight = FetchesInFlight(self._lock, inner, self._lru)
-        self._writes = WriteBookkeeping(self._lock, self._lru, self._listings, self._inflight)
-        self._prefetcher = Prefetcher(
-            self._lock,
-            self._lru,
-            self._inflight,
-            concurrency=prefetch_concurrency,
-            batch_size=prefetch_batch_size,
-            on_error=self._prefetch_failed,
+        # One lock guards every part; each is called with it held (see cache/parts.py).
+        self._use(
+            make_parts(
+                inner,
+                self._new_lru(),
+                concurrency=prefetch_concurrency,
+                batch_size=prefetch_batch_size,
+                on_error=self._prefetch_failed,
+            )
         )
+        renew_after_fork(self, type(self)._renew_after_fork)
         #: Values served from memory.
         self.hits = 0
         #: Values that were not in memory (fetched, or waited for).
@@ -150,6 +143,19 @@ class LRUStoreCache(Store):
         self.prefetch_errors = 0
         #: The last of those errors, for diagnosis.
         self.last_prefetch_error: BaseException | None = None
+
+    def _new_lru(self) -> ByteLRU:
+        return ByteLRU(self._max_size, self._wake_prefetcher_locked)
+
+    def _use(self, parts: CacheParts) -> None:
+        self._lock, self._lru, self._listings, self._inflight, self._writes, self._prefetcher = parts
+
+    def _renew_after_fork(self) -> None:
+        # In a forked child, first thing: a new lock, no fetch in flight (see cache/parts.py).
+        parts = CacheParts(
+            self._lock, self._lru, self._listings, self._inflight, self._writes, self._prefetcher
+        )
+        self._use(renewed_parts(parts, self._store, self._new_lru, self._prefetch_failed))
 
     # -- properties ---------------------------------------------------------------
     @property
@@ -284,28 +290,22 @@ class LRUStoreCache(Store):
     async def _getsize(self, path: str) -> int:
         return await self._store.getsize(path)
 
-    # -- writes ----------------------------------------------------------------------
-    def _write_scope(
-        self, written: list[tuple[str, Buffer]], deleted: list[str]
-    ) -> AbstractContextManager[None]:
-        """Around one write of the store, from either side: drop what is in flight
-        for its keys first, then update the caches with what happened."""
-        return self._writes.scope(written, deleted)
-
+    # -- writes: around each, ``self._writes.scope`` drops what is in flight for its keys
+    # first, then updates the caches with what happened -------------------------------
     async def _set(self, key: str, value: Buffer) -> None:
-        with self._write_scope([(key, value)], []):
+        with self._writes.scope([(key, value)], []):
             await self._store.set(key, value)
 
     async def _set_many(self, items: list[tuple[str, Buffer]]) -> None:
-        with self._write_scope(items, []):
+        with self._writes.scope(items, []):
             await self._store.set_many(items)
 
     async def _delete(self, key: str) -> None:
-        with self._write_scope([], [key]):
+        with self._writes.scope([], [key]):
             await self._store.delete(key)
 
     async def _delete_many(self, keys: list[str]) -> None:
-        with self._write_scope([], keys):
+        with self._writes.scope([], keys):
             await self._store.delete_many(keys)
 
     async def _rmdir(self, path: str) -> None:
@@ -364,14 +364,14 @@ class LRUStoreCache(Store):
         check_writable(self)
         items = self.check_items(mapping)
         if items:
-            with self._write_scope(items, []):
+            with self._writes.scope(items, []):
                 self._store.set_many_sync(items)
 
     def delete_sync(self, key: str) -> None:
         """Blocking :meth:`delete`, through the store's own ``delete_sync``."""
         check_writable(self)
         normalized = self.check_key(key)
-        with self._write_scope([], [normalized]):
+        with self._writes.scope([], [normalized]):
             self._store.delete_sync(normalized)
 
     def delete_many_sync(self, keys: Iterable[str]) -> None:
@@ -379,7 +379,7 @@ class LRUStoreCache(Store):
         check_writable(self)
         normalized = self.check_keys(keys)
         if normalized:
-            with self._write_scope([], normalized):
+            with self._writes.scope([], normalized):
                 self._store.delete_many_sync(normalized)
 
     # -- prefetch --------------------------------------------------------------------

@@ -160,6 +160,11 @@ class WriteBookkeeping:
             self._release_locked(key)
             self._forget_locked(key)
 
+    def abandon_locked(self) -> None:
+        """In a child made by ``fork``: the writes under way (in threads that did not
+        come along) never end here, and what they stored is unknown: forget it."""
+        self.end_locked(failed=list(self._writing))
+
     async def structural(self, operation: Coroutine[Any, Any, None], paths: tuple[str, ...]) -> None:
         """Run a write that touches whole subtrees, dropping what it may change."""
         self._drop_paths(paths)
