@@ -19,7 +19,8 @@ written; a value written where keys are below replaces them (zarr 2's rule).
 The directory stores also refuse, with a ``ValueError`` naming the key, a key
 with a segment starting with ``.aiostore-tmp-`` -- the documented name of their
 atomic writes' temporary files, which hypothesis draws from the source's
-literals: ``set`` checks that refusal, and other calls naming it are not steps. The flat stores (LMDB, DBM) run zarr's machines unchanged.
+literals: ``set`` checks that refusal, and other calls naming it are not steps.
+The flat stores (LMDB, DBM) run zarr's machines unchanged.
 """
 
 from __future__ import annotations
