@@ -102,15 +102,16 @@ def not_a_directory(exc: BaseException) -> bool:
 
 #: Object keys are UTF-8. On a local file system names are at most 255 bytes and
 #: paths 4095 (3800 are left to keys: the root takes the rest, up to 295 bytes);
-#: obstore's LocalStore refuses control characters, and fails to write (leaving a
-#: folder behind) a name that ends like a URL scheme or a drive ("C:").
+#: obstore's LocalStore refuses control characters and names ending like "#1" (its own
+#: suffix for multipart uploads), and fails to write (leaving a folder behind) a
+#: name that ends like a URL scheme or a drive ("C:").
 LOCAL_KEY_LIMITS = KeyLimits(
     max_key_bytes=3800,
     max_segment_bytes=255,
     utf8=True,
-    bad_segment=r"[A-Za-z][A-Za-z0-9+.-]*:|.*[\x00-\x1f\x7f].*",
+    bad_segment=r"[A-Za-z][A-Za-z0-9+.-]*:|.*[\x00-\x1f\x7f].*|.*#\d+",
     bad_segment_reason=(
         "obstore's LocalStore cannot store a name with a control character, "
-        "or one that ends like a URL scheme or a drive"
+        "a name ending like '#1', or one that ends like a URL scheme or a drive"
     ),
 )
