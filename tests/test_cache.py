@@ -6,16 +6,15 @@ import logging
 import os
 import pickle
 import random
-import signal
 import threading
 import time
-import traceback
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, MutableMapping, Sequence
 from typing import Any, TypeVar
 
 import anyio
 import pytest
+from forking import in_forked_child
 
 from aiostore import LRUStoreCache, MappingStore, MemoryStore, ReadOnlyError
 from aiostore import sync as aiosync
@@ -731,23 +730,6 @@ async def test_a_string_is_not_a_collection_of_keys_for_the_cache() -> None:
 
 
 # -- fork ------------------------------------------------------------------------------
-
-
-def in_forked_child(body: Callable[[], object], seconds: int = 10) -> int:
-    """Run ``body`` in a child made by ``os.fork``: its exit code (-14: hung until SIGALRM)."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            signal.alarm(seconds)
-            body()
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

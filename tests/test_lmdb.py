@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import pickle
-import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-import traceback
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import anyio
 import anyio.to_thread
 import lmdb
 import pytest
+from forking import in_forked_child
 
 # The whole async Store protocol suite, run on LMDBStore (fixtures below).
 from test_store_protocol import (  # noqa: F401
@@ -473,23 +472,6 @@ def test_pickled_store_opens_in_another_process(path: str) -> None:
     assert out.stdout.decode().strip() == "from the parent"
 
 
-def in_forked_child(body: Callable[[], object], seconds: int = 20) -> int:
-    """Run ``body`` in a child made by ``os.fork``: its exit code (-14: hung until SIGALRM)."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            signal.alarm(seconds)
-            body()
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork() with threads running
 def test_forked_children_open_their_own_environment_while_the_parent_works(path: str) -> None:
@@ -522,7 +504,7 @@ def test_forked_children_open_their_own_environment_while_the_parent_works(path:
         codes = []
         for n in range(8):
             time.sleep(0.005)
-            codes.append(in_forked_child(lambda n=n: child(n)))
+            codes.append(in_forked_child(lambda n=n: child(n), seconds=20))
     finally:
         stop.set()
         for thread in threads:
@@ -547,7 +529,7 @@ def test_a_forked_child_that_closes_the_store_leaves_the_parents_environment(pat
         other["b"] = b"2"
         other.close()
 
-    assert in_forked_child(child) == 0
+    assert in_forked_child(child, seconds=20) == 0
     assert store["b"] == b"2" and other["a"] == b"1"
     store["c"] = b"3"
     other.close()

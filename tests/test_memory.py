@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import collections
 import os
-import signal
 import threading
-import traceback
-from collections.abc import Callable
 from typing import Any
 
 import anyio
 import pytest
+from forking import in_forked_child
 
 import aiostore.sync
 from aiostore import DictStore, MemoryStore
@@ -143,23 +141,6 @@ async def test_a_name_whose_last_key_is_deleted_leaves_the_listing() -> None:
     assert await store.listdir("a") == ["d", "zarr.json"] and await store.listdir("a/d") == ["g"]
     store.delete_sync("a/d/g")
     assert await store.listdir("a") == ["zarr.json"] and store.root == {"a": {"zarr.json": b"{}"}}
-
-
-def in_forked_child(body: Callable[[], object], seconds: int = 10) -> int:
-    """Run ``body`` in a child made by ``os.fork``: its exit code (-14: hung until SIGALRM)."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            signal.alarm(seconds)
-            body()
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
