@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -13,10 +14,13 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 import pytest
+from forking import in_forked_child
 
 from aiostore import BatchWriteError, ClosedStoreError
+from aiostore._runtime import fanout
 from aiostore._runtime import offload as threads
 from aiostore._runtime.coalesce import GetCoalescer, Request
+from aiostore._runtime.fanout import plan
 from aiostore._runtime.offload import offload, offload_batch, split_batch
 from aiostore.abc import BlockingStore, Buffer, slice_byte_range
 
@@ -36,6 +40,8 @@ class RecordingStore(BlockingStore):
         self.list_yielded = 0
         self.list_closed = False
         self.get_batches: list[list[str]] = []  # the keys of every _get_blocking call, in order
+        self.set_batches: list[list[str]] = []  # kept by subclasses that record their writes
+        self.cut: list[str] = []
 
     def _record(self, method: str, n: int) -> None:
         with self.lock:
@@ -93,7 +99,7 @@ async def wait_until(condition: Callable[[], bool]) -> None:
 @pytest.fixture
 def disk_threads(monkeypatch: pytest.MonkeyPatch) -> int:
     """Pin the disk thread limit so the number of parts is known."""
-    monkeypatch.setitem(threads._THREAD_LIMITS, "disk", 4)
+    monkeypatch.setitem(fanout._THREAD_LIMITS, "disk", 4)
     return 4
 
 
@@ -136,26 +142,93 @@ def test_split_batch_of_nothing() -> None:
     assert [list(p) for p in split_batch([], 4)] == [[]]
 
 
-# -- offload / offload_batch ---------------------------------------------------------------
+# -- offload / offload_batch: the adaptive fan-out ------------------------------------------
 
 
-async def test_offload_batch_one_hop_per_part(disk_threads: int, hops: list[int]) -> None:
-    main = threading.get_ident()
-    seen: list[tuple[int, int]] = []
+def sleeping(seconds: float) -> Callable[[Sequence[int]], list[int]]:
+    """Work that waits (as a cold read does): its thread is off the CPU."""
 
     def work(part: Sequence[int]) -> list[int]:
-        seen.append((len(part), threading.get_ident()))
+        time.sleep(seconds)
         return [x * 2 for x in part]
 
-    results = await offload_batch("disk", work, list(range(100)))
-    assert sorted(hops) == [25, 25, 25, 25]
-    assert sorted(n for n, _ in seen) == [25, 25, 25, 25]
-    assert all(ident != main for _, ident in seen)
-    assert [x for _, r in results for x in r] == [x * 2 for x in range(100)]  # type: ignore[union-attr]
+    return work
 
+
+async def test_quick_work_stays_in_one_hop(disk_threads: int, hops: list[int]) -> None:
+    main = threading.get_ident()
+    seen: list[int] = []
+
+    def work(part: Sequence[int]) -> list[int]:
+        seen.append(threading.get_ident())
+        return [x * 2 for x in part]
+
+    results = await offload_batch("disk", work, list(range(1000)))
+    assert len(hops) == 1  # microseconds of work: no second thread would pay for its hop
+    assert len(set(seen)) == 1 and main not in seen
+    assert [x for part, _ in results for x in part] == list(range(1000))  # every key once, in order
+    assert [x for _, r in results for x in r] == [x * 2 for x in range(1000)]  # type: ignore[union-attr]
     hops.clear()
     await offload_batch("disk", work, list(range(100)), split=False)
-    assert hops == [100]
+    assert hops == [100]  # not split: the whole batch in one call
+
+
+async def test_waiting_work_fans_out_to_the_thread_limit(disk_threads: int, hops: list[int]) -> None:
+    seen: set[int] = set()
+    work = sleeping(0.01)
+
+    def recording(part: Sequence[int]) -> list[int]:
+        seen.add(threading.get_ident())
+        return work(part)
+
+    with anyio.fail_after(20):
+        results = await offload_batch("disk", recording, list(range(256)), min_part_size=4)
+    assert len(hops) == disk_threads and len(seen) == disk_threads
+    assert [x for _, r in results for x in r] == [x * 2 for x in range(256)]  # type: ignore[union-attr]
+
+
+def test_the_policy_adds_lanes_for_waits_and_cores_only() -> None:
+    # A chunk that waited (cpu far below wall): up to the thread limit.
+    assert plan(16, 0.016, 0.0005, left=10_000, min_chunk=16, limit=4, cores=2)[1] == 4
+    # A chunk that ran all along: one lane a core, never more, however much is left.
+    assert plan(16, 0.0003, 0.0003, left=10**6, min_chunk=16, limit=8, cores=2)[1] == 2
+    assert plan(16, 0.0003, 0.0003, left=10**6, min_chunk=16, limit=8, cores=1)[1] == 1
+    # Too little left for another lane to pay for its hop.
+    assert plan(16, 0.0003, 0.0003, left=40, min_chunk=16, limit=8, cores=2)[1] == 0
+    # Never more lanes than chunks left; chunks sized to about a millisecond.
+    assert plan(16, 0.016, 0.0, left=32, min_chunk=16, limit=8, cores=2) == (16, 2)
+    assert plan(64, 0.00064, 0.00064, left=10**6, min_chunk=16, limit=8, cores=2)[0] == 64
+
+
+def test_one_slow_chunk_among_quick_ones_is_not_a_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A lane that waited once for the GIL (or was preempted) must not make the
+    # batch grow past the cores: the batch is judged on all its chunks so far.
+    monkeypatch.setattr(fanout.os, "cpu_count", lambda: 2)
+    batch = fanout.Fanout(len, list(range(10_000)), limit=8, min_chunk=16)
+    asked: list[int] = []
+    batch.spawn = asked.append
+    times = iter([(0.001, 0.001)] * 5 + [(0.004, 0.001)] + [(0.001, 0.001)] * 1000)
+    clock = {"wall": 0.0, "cpu": 0.0}
+
+    def perf_counter() -> float:
+        return clock["wall"]
+
+    def thread_time() -> float:
+        return clock["cpu"]
+
+    real_fn = batch._fn
+
+    def timed(part: Sequence[int]) -> int:
+        wall, cpu = next(times)
+        clock["wall"] += wall
+        clock["cpu"] += cpu
+        return real_fn(part)
+
+    batch._fn = timed
+    monkeypatch.setattr(fanout.time, "perf_counter", perf_counter)
+    monkeypatch.setattr(fanout.time, "thread_time", thread_time)
+    batch.run_lane()
+    assert sum(asked) + 1 == batch.lanes == 2
 
 
 async def test_offload_batch_reports_each_parts_failure(disk_threads: int) -> None:
@@ -165,8 +238,10 @@ async def test_offload_batch_reports_each_parts_failure(disk_threads: int) -> No
         return len(part)
 
     results = await offload_batch("disk", work, list(range(100)))
-    outcomes = [(part[0], r if isinstance(r, int) else type(r).__name__) for part, r in results]
-    assert outcomes == [(0, 25), (25, "OSError"), (50, 25), (75, 25)]
+    assert [x for part, _ in results for x in part] == list(range(100))
+    failed = [part for part, r in results if isinstance(r, OSError)]
+    assert len(failed) == 1 and 30 in failed[0]
+    assert all(r == len(part) for part, r in results if not isinstance(r, OSError))
 
 
 async def test_resource_none_runs_in_the_calling_thread(hops: list[int]) -> None:
@@ -187,23 +262,73 @@ async def test_resource_none_runs_in_the_calling_thread(hops: list[int]) -> None
     assert seen == [main, main] and hops == []
 
 
-async def test_store_batches_hop_once_per_part(disk_threads: int, hops: list[int]) -> None:
+async def test_store_batches_reach_the_backend_whole_and_in_threads(
+    disk_threads: int, hops: list[int]
+) -> None:
     store = RecordingStore()
     items = {f"k{i:03d}": bytes([i]) for i in range(100)}
     await store.set_many(items)
-    assert sorted(hops) == [25, 25, 25, 25]
-    assert store.sizes("set") == [25, 25, 25, 25]
+    assert sum(store.sizes("set")) == 100 and len(hops) == 1  # quick: one hop, in chunks
     hops.clear()
     assert await store.get_many([*items, "missing"]) == items
-    assert len(hops) == 4 and store.count("get") == 4
-    assert sum(store.sizes("get")) == 101  # every key once, in batches: no single reads
-    hops.clear()
+    assert sum(store.sizes("get")) == 101 and len(hops) == 1  # every key once: no single reads
     await store.delete_many(list(items)[:50])
-    assert sorted(hops) == [16, 17, 17]  # 50 keys: at most 50 // MIN_KEYS_PER_PART parts
-    assert store.sizes("delete") == [16, 17, 17]
+    assert sum(store.sizes("delete")) == 50
     assert sorted(store.data) == sorted(items)[50:]
     main = threading.get_ident()
     assert all(ident != main for _, _, ident in store.calls)
+
+
+def test_sync_batches_fan_out_from_the_callers_thread(disk_threads: int) -> None:
+    class SlowStore(RecordingStore):
+        def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
+            time.sleep(0.005)  # a cold disk
+            return super()._get_blocking(requests)
+
+    store = SlowStore({f"k{i:03d}": bytes([i]) for i in range(200)})
+    assert store.get_many_sync([f"k{i:03d}" for i in range(200)]) == store.data
+    threads_used = {ident for _, _, ident in store.calls}
+    assert threading.get_ident() in threads_used  # the caller works too ...
+    assert len(threads_used) == disk_threads  # ... with pool threads, up to the limit
+    store.calls.clear()
+    quick = RecordingStore(dict(store.data))
+    assert quick.get_ranges_sync([(k, (0, 1)) for k in quick.data]) == list(quick.data.values())
+    assert {ident for _, _, ident in quick.calls} == {threading.get_ident()}  # quick: the caller alone
+
+
+def test_sync_batch_parts_failures_are_reported_like_async(disk_threads: int) -> None:
+    class HalfBroken(RecordingStore):
+        def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
+            time.sleep(0.005)
+            if any(k == "k030" for k, _ in items):
+                raise OSError(28, "No space left on device")
+            super()._set_blocking(items)
+
+    store = HalfBroken()
+    batch = {f"k{i:03d}": b"x" for i in range(200)}
+    with pytest.raises(BatchWriteError) as info:
+        store.set_many_sync(batch)
+    assert "k030" in info.value.failed
+    assert sorted(store.data) == sorted(set(batch) - set(info.value.failed))  # nothing lost or extra
+
+
+def test_sync_fanout_in_a_forked_child_uses_a_pool_of_its_own(disk_threads: int) -> None:
+    store = RecordingStore({f"k{i:03d}": b"v" for i in range(64)})
+
+    class SlowStore(RecordingStore):
+        def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
+            time.sleep(0.002)
+            return super()._get_blocking(requests)
+
+    slow = SlowStore(dict(store.data))
+    slow.get_many_sync(list(slow.data))  # the parent's pool has threads now
+    assert fanout.lane_pool("disk") is fanout.lane_pool("disk")
+
+    def child() -> int:
+        # The parent's pool threads are not in this process: a pool of its own serves it.
+        return 0 if slow.get_many_sync(list(slow.data)) == slow.data else 1
+
+    assert in_forked_child(child, seconds=20) == 0
 
 
 async def test_split_flags_keep_a_batch_in_one_thread(disk_threads: int, hops: list[int]) -> None:
@@ -220,18 +345,24 @@ async def test_split_flags_keep_a_batch_in_one_thread(disk_threads: int, hops: l
     await store.delete_many(list(items))
     assert hops == [100, 100, 100]
     assert store.sizes("set") == store.sizes("get") == store.sizes("delete") == [100]
+    store.set_many_sync(items)
+    store.get_many_sync(list(items))
+    assert store.sizes("set") == store.sizes("get") == [100, 100]  # the sync side too
     hops.clear()
     store = OneWriter()
     await store.set_many(items)
-    assert hops == [100] and store.sizes("set") == [100]  # one writer: writes are one part ...
+    store.set_many_sync(items)
+    assert hops == [100] and store.sizes("set") == [100, 100]  # one writer: writes are one part ...
     hops.clear()
     await store.get_many(list(items))
-    assert sorted(hops) == [25, 25, 25, 25]  # ... reads are still split
+    assert len(store.sizes("get")) > 1  # ... reads are still chunked
 
 
 async def test_failed_part_becomes_batch_write_error(disk_threads: int) -> None:
     class HalfBroken(RecordingStore):
         def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
+            with self.lock:
+                self.set_batches.append([k for k, _ in items])
             if any(k == "k030" for k, _ in items):
                 raise OSError(28, "No space left on device")  # fails before writing anything
             super()._set_blocking(items)
@@ -239,8 +370,9 @@ async def test_failed_part_becomes_batch_write_error(disk_threads: int) -> None:
     store = HalfBroken()
     with pytest.raises(BatchWriteError) as info:
         await store.set_many({f"k{i:03d}": b"x" for i in range(100)})
-    assert sorted(info.value.failed) == [f"k{i:03d}" for i in range(25, 50)]
-    assert sorted(store.data) == [f"k{i:03d}" for i in range(100) if not 25 <= i < 50]
+    [failing] = [batch for batch in store.set_batches if "k030" in batch]
+    assert sorted(info.value.failed) == failing
+    assert sorted(store.data) == [f"k{i:03d}" for i in range(100) if f"k{i:03d}" not in failing]
 
 
 async def test_a_parts_batch_write_error_names_only_its_failed_keys(disk_threads: int) -> None:
@@ -265,16 +397,19 @@ async def test_a_batch_write_cut_by_a_close_raises_closed_store_error(disk_threa
         def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
             if any(k.startswith("full") for k, _ in items):
                 raise OSError(28, "No space left on device")
-            if any(k >= "k050" for k, _ in items):  # the store was closed after two parts
+            if any(k >= "k050" for k, _ in items):  # the store was closed half-way
+                with self.lock:
+                    self.cut.extend(k for k, _ in items)
                 raise ClosedStoreError(f"{self!r} is closed")
             super()._set_blocking(items)
 
     store = ClosedHalfWay()
-    with pytest.raises(ClosedStoreError, match=r"is closed \(while this batch was written: 50 key") as info:
+    with pytest.raises(ClosedStoreError, match=r"is closed \(while this batch was written: \d+ key") as info:
         await store.set_many({f"k{i:03d}": b"x" for i in range(100)})
     assert isinstance(info.value.__cause__, BatchWriteError)  # which keys were not written
-    assert sorted(info.value.__cause__.failed) == [f"k{i:03d}" for i in range(50, 100)]
-    assert sorted(store.data) == [f"k{i:03d}" for i in range(50)]
+    assert sorted(info.value.__cause__.failed) == sorted(store.cut)
+    assert sorted(store.data) == sorted({f"k{i:03d}" for i in range(100)} - set(store.cut))
+    assert "k050" in store.cut and "k000" not in store.cut
     with pytest.raises(ClosedStoreError, match="is closed"):
         store.set_many_sync({"k099": b"x"})
     # Failures of another kind too: reported key by key, as before.
@@ -285,7 +420,7 @@ async def test_a_batch_write_cut_by_a_close_raises_closed_store_error(disk_threa
 
 
 async def test_limiter_is_shared_by_every_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(threads._THREAD_LIMITS, "disk", 2)
+    monkeypatch.setitem(fanout._THREAD_LIMITS, "disk", 2)
     gate = threading.Event()
     stores = [RecordingStore({"a": b"1"}, gate=gate), RecordingStore({"a": b"1"}, gate=gate)]
     limiter = threads.capacity_limiter("disk")
@@ -518,32 +653,29 @@ async def test_a_natively_cancelled_hop_waits_for_its_thread(anyio_backend: str,
 
 
 async def test_cancelled_batch_write_leaves_every_key_old_or_new(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(threads._THREAD_LIMITS, "disk", 2)
+    monkeypatch.setitem(fanout._THREAD_LIMITS, "disk", 2)
     gate = threading.Event()
     old = {f"k{i:03d}": b"old" for i in range(64)}
     store = RecordingStore(dict(old), gate=gate)
-    limiter = threads.capacity_limiter("disk")
     scope = anyio.CancelScope()
 
     async def write() -> None:
         with scope:
-            await store.set_many({k: b"new" for k in old})  # two parts of 32 keys
+            await store.set_many({k: b"new" for k in old})
 
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(store.get_many, ["k000"])  # holds one of the two threads
-            await anyio.to_thread.run_sync(store.entered.acquire)
             tg.start_soon(write)
-            await anyio.to_thread.run_sync(store.entered.acquire)  # one part runs ...
-            await wait_until(lambda: limiter.statistics().tasks_waiting == 1)  # ... and one queues
+            await anyio.to_thread.run_sync(store.entered.acquire)  # its first chunk is in a thread
             scope.cancel()
             await anyio.lowlevel.checkpoint()
             gate.set()
-    # The running part finished (a thread is never abandoned half-way); the queued
-    # part never started. No key is torn or lost.
+    # The running chunk finished (a thread is never abandoned half-way); no chunk
+    # started after the cancellation. No key is torn or lost.
     assert store.count("set") == 1
+    [(_, written, _)] = [call for call in store.calls if call[0] == "set"]
     new = sorted(k for k, v in store.data.items() if v == b"new")
-    assert len(new) == 32 and sorted(store.data) == sorted(old)
+    assert len(new) == written < len(old) and sorted(store.data) == sorted(old)
     assert set(store.data.values()) == {b"old", b"new"}
 
 

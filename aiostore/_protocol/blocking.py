@@ -23,6 +23,7 @@ from aiostore._protocol.checks import (
 )
 from aiostore._protocol.store import Store
 from aiostore._runtime.coalesce import GetCoalescer
+from aiostore._runtime.fanout import run_batch_sync
 from aiostore._runtime.offload import offload, offload_batch
 from aiostore.errors import BatchWriteError
 from aiostore.keys import parent_prefix
@@ -219,42 +220,23 @@ class BlockingStore(Store):
         return value
 
     async def _get_ranges(self, requests: list[Request]) -> list[bytes | None]:
-        values: list[bytes | None] = []
-        for _, result in await self._offload_batch(self._get_blocking, requests):
-            if isinstance(result, BaseException):
-                raise result
-            values.extend(result)
-        return values
+        return _joined_values(await self._offload_batch(self._get_blocking, requests))
 
     async def _get_many(self, keys: list[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
-        for _, result in await self._offload_batch(self._read_values, keys):
-            if isinstance(result, BaseException):
-                raise result
-            found.update(result)
-        return found
+        return _merged_values(await self._offload_batch(self._read_values, keys))
 
     async def _set(self, key: str, value: Buffer) -> None:
         await offload(self.resource, self._set_one, key, value)
 
     async def _set_many(self, items: list[tuple[str, Buffer]]) -> None:
-        failed: dict[str, BaseException] = {}
         split = self.split_batches and self.split_writes
-        for part, error in await offload_batch(self.resource, self._set_blocking, items, split=split):
-            if isinstance(error, BatchWriteError):
-                failed.update(error.failed)
-            elif isinstance(error, BaseException):
-                failed.update({key: error for key, _ in part})
-        if failed:
-            raise BatchWriteError(failed)
+        _raise_write_failures(await offload_batch(self.resource, self._set_blocking, items, split=split))
 
     async def _delete(self, key: str) -> None:
         await offload(self.resource, self._delete_one, key)
 
     async def _delete_many(self, keys: list[str]) -> None:
-        for _, result in await self._offload_batch(self._delete_blocking, keys):
-            if isinstance(result, BaseException):
-                raise result
+        _joined_values(await self._offload_batch(self._delete_blocking, keys))
 
     async def _contains(self, key: str) -> bool:
         return await offload(self.resource, self._contains_blocking, key)
@@ -314,6 +296,9 @@ class BlockingStore(Store):
     async def _offload_batch(self, fn: Any, items: Sequence[Any]) -> list[tuple[Sequence[Any], Any]]:
         return await offload_batch(self.resource, fn, items, split=self.split_batches)
 
+    def _batch_sync(self, fn: Any, items: Sequence[Any]) -> list[tuple[Sequence[Any], Any]]:
+        return run_batch_sync(self.resource, fn, items, split=self.split_batches)
+
     # The checks of rename need the store's state: one blocking call does them and the move.
     async def rename(self, src_path: str, dst_path: str) -> None:
         """Move the key ``src_path`` and everything below it to ``dst_path``.
@@ -338,13 +323,13 @@ class BlockingStore(Store):
         """Blocking :meth:`~Store.get_many`."""
         check_open(self)
         normalized = self.check_keys(keys)
-        return self._read_values(normalized) if normalized else {}
+        return _merged_values(self._batch_sync(self._read_values, normalized)) if normalized else {}
 
     def get_ranges_sync(self, requests: Iterable[tuple[str, ByteRange | None]]) -> list[bytes | None]:
         """Blocking :meth:`~Store.get_ranges`."""
         check_open(self)
         checked = [(self.check_key(k), check_byte_range(r)) for k, r in requests]
-        return self._get_blocking(checked) if checked else []
+        return _joined_values(self._batch_sync(self._get_blocking, checked)) if checked else []
 
     def set_sync(self, key: str, value: BufferLike) -> None:
         """Blocking :meth:`~Store.set`."""
@@ -359,7 +344,11 @@ class BlockingStore(Store):
         items, conflicts = self.without_conflicts(items)
         with also_failed(conflicts):
             if items:
-                self._set_blocking(items)
+                split = self.split_batches and self.split_writes
+                parts = run_batch_sync(self.resource, self._set_blocking, items, split=split)
+                if len(parts) == 1 and isinstance(parts[0][1], BaseException):
+                    raise parts[0][1]  # one call: what it raised, as a direct call would
+                _raise_write_failures(parts)
 
     def delete_sync(self, key: str) -> None:
         """Blocking :meth:`~Store.delete`."""
@@ -371,7 +360,7 @@ class BlockingStore(Store):
         check_writable(self)
         normalized = self.check_keys(keys)
         if normalized:
-            self._delete_blocking(normalized)
+            _joined_values(self._batch_sync(self._delete_blocking, normalized))
 
     def contains_sync(self, key: str) -> bool:
         """Blocking :meth:`~Store.contains`."""
@@ -421,3 +410,38 @@ class BlockingStore(Store):
         """Blocking :meth:`~Store.aclose`: flush, release, mark closed; later calls do nothing."""
         if not self._closed:
             self._close_once()
+
+
+# -- a batch's parts, put back together: the same for both sides --------------------------
+def _joined_values(parts: Sequence[tuple[Sequence[Any], Any]]) -> list[Any]:
+    """The parts' result lists, joined in order; the first part's exception is raised."""
+    joined: list[Any] = []
+    for _, result in parts:
+        if isinstance(result, BaseException):
+            raise result
+        joined.extend(result)
+    return joined
+
+
+def _merged_values(parts: Sequence[tuple[Sequence[Any], Any]]) -> dict[str, bytes]:
+    """The parts' ``{key: value}`` results, merged; the first part's exception is raised."""
+    if len(parts) == 1 and not isinstance(parts[0][1], BaseException):
+        return parts[0][1]  # type: ignore[no-any-return]
+    merged: dict[str, bytes] = {}
+    for _, result in parts:
+        if isinstance(result, BaseException):
+            raise result
+        merged.update(result)
+    return merged
+
+
+def _raise_write_failures(parts: Sequence[tuple[Sequence[Any], Any]]) -> None:
+    """Raise one :class:`~aiostore.BatchWriteError` naming every key the parts failed to write."""
+    failed: dict[str, BaseException] = {}
+    for part, error in parts:
+        if isinstance(error, BatchWriteError):
+            failed.update(error.failed)
+        elif isinstance(error, BaseException):
+            failed.update({key: error for key, _ in part})
+    if failed:
+        raise BatchWriteError(failed)

@@ -13,7 +13,6 @@ it runs directly in the calling thread. The runtime knows no store.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,8 +20,11 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import anyio
+import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
+
+from aiostore._runtime.fanout import Fanout, set_thread_limit, thread_limit
 
 __all__ = [
     "capacity_limiter",
@@ -40,50 +42,26 @@ R = TypeVar("R")
 
 _EXECUTOR_HOPS: ContextVar[bool] = ContextVar("aiostore_executor_hops", default=False)
 
-#: Worker threads per resource class. Disk: a few threads running lean ``os``
-#: calls beat one loop (the syscalls release the GIL); more than ~4 only adds
-#: contention on small machines.
-_THREAD_LIMITS: dict[str, int] = {
-    "disk": max(2, min(8, 2 * (os.cpu_count() or 1))),
-    "network": 32,
-}
-_LIMITERS: dict[str, anyio.lowlevel.RunVar[anyio.CapacityLimiter]] = {
-    name: anyio.lowlevel.RunVar(f"aiostore_{name}_limiter") for name in _THREAD_LIMITS
-}
+_LIMITERS: dict[str, anyio.lowlevel.RunVar[anyio.CapacityLimiter]] = {}
 #: Parts smaller than this are not worth a thread hop of their own.
 MIN_KEYS_PER_PART = 16
-
-
-def thread_limit(resource: str) -> int:
-    """Worker threads used for ``resource`` ("disk" or "network").
-
-    >>> thread_limit("disk") >= 2
-    True
-    """
-    return _THREAD_LIMITS[resource]
-
-
-def set_thread_limit(resource: str, threads: int) -> None:
-    """Change how many worker threads ``resource`` may use (new event loops,
-    and limiters already created, both follow)."""
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, not {threads}")
-    _THREAD_LIMITS[resource] = threads
-    _LIMITERS.setdefault(resource, anyio.lowlevel.RunVar(f"aiostore_{resource}_limiter"))
 
 
 def capacity_limiter(resource: str) -> anyio.CapacityLimiter:
     """The current event loop's limiter for ``resource``: one per loop, sized by
     :func:`thread_limit` (threads for blocking work, requests in flight for a
     natively async client)."""
-    var = _LIMITERS[resource]
+    var = _LIMITERS.get(resource)
+    if var is None:
+        var = _LIMITERS.setdefault(resource, anyio.lowlevel.RunVar(f"aiostore_{resource}_limiter"))
+    limit = thread_limit(resource)
     try:
         limiter = var.get()
     except LookupError:
-        limiter = anyio.CapacityLimiter(_THREAD_LIMITS[resource])
+        limiter = anyio.CapacityLimiter(limit)
         var.set(limiter)
-    if limiter.total_tokens != _THREAD_LIMITS[resource]:
-        limiter.total_tokens = _THREAD_LIMITS[resource]
+    if limiter.total_tokens != limit:
+        limiter.total_tokens = limit
     return limiter
 
 
@@ -148,18 +126,24 @@ async def _wait_out(done: Callable[[], bool]) -> None:
                 pass  # a native asyncio cancellation passes the shield: wait on
 
 
-async def _hop(fn: Callable[..., R], *args: Any, limiter: anyio.CapacityLimiter) -> R:
+async def _hop(
+    fn: Callable[..., R], *args: Any, limiter: anyio.CapacityLimiter, stop: Callable[[], None] | None = None
+) -> R:
     """One thread hop (see :func:`executor_hops`); never abandons the thread's work.
 
     anyio's hop waits for the thread when an anyio scope is cancelled, but a native
     asyncio cancellation (``task.cancel()``, ``asyncio.wait_for``) passes its shield
     and returns at once: this waits for the thread then too, or keeps it from starting.
+    On cancellation ``stop()`` is called first, to make a thread that loops over work
+    end after its current step.
     """
     if not _EXECUTOR_HOPS.get():
         call = _ThreadCall(fn)
         try:
             result: R = await anyio.to_thread.run_sync(call, *args, limiter=limiter)
         except BaseException:
+            if stop is not None:
+                stop()
             if call.still_running():
                 await _wait_out(call.finished.is_set)
             raise
@@ -170,6 +154,8 @@ async def _hop(fn: Callable[..., R], *args: Any, limiter: anyio.CapacityLimiter)
             try:
                 result = await asyncio.shield(future)
             except asyncio.CancelledError:
+                if stop is not None:
+                    stop()
                 await _wait_out(future.done)  # as anyio's hop does, let the thread finish
                 raise
         return result
@@ -215,37 +201,46 @@ async def offload_batch(
     split: bool = True,
     min_part_size: int = MIN_KEYS_PER_PART,
 ) -> list[tuple[Sequence[T], R | BaseException]]:
-    """Run ``fn`` over parts of ``items`` in worker threads, one hop per part.
+    """Run ``fn`` over parts of ``items`` in worker threads, fanned out as it pays.
 
-    Returns ``(part, result)`` pairs, the result being the exception the part
-    raised if it failed: one part failing
-    does not stop the others, so a caller can report exactly what failed.
-    Running parts are never abandoned on cancellation (a thread cannot be
-    stopped half-way); parts not yet started are skipped. With ``resource``
-    None the whole batch runs directly, as one part.
+    The batch starts as one thread hop working through chunks of ``items``
+    (:class:`~aiostore._runtime.fanout.Fanout`: more hops join while its chunks
+    wait on the disk or the network, at most one per core while they do not).
+    Returns ``(part, result)`` pairs in order, the result being the exception
+    the part raised if it failed: one part failing does not stop the others, so
+    a caller can report exactly what failed. Running parts are never abandoned
+    on cancellation (a thread cannot be stopped half-way); no part starts after
+    it. With ``split`` False the batch is one part in one hop (one transaction,
+    one writer); with ``resource`` None it runs directly, as one part.
     """
     if resource is None:
         try:
             return [(items, fn(items))]
         except Exception as exc:
             return [(items, exc)]
-    parts = split_batch(items, thread_limit(resource), min_part_size=min_part_size) if split else [items]
-    results: list[R | BaseException] = [None] * len(parts)  # type: ignore[list-item]
     limiter = capacity_limiter(resource)
-
-    async def run_part(index: int, part: Sequence[T]) -> None:
+    if not split or len(items) <= min_part_size:
         try:
-            results[index] = await _hop(fn, part, limiter=limiter)
+            return [(items, await _hop(fn, items, limiter=limiter))]
         except Exception as exc:
-            results[index] = exc
+            return [(items, exc)]
+    batch = Fanout(fn, items, limit=thread_limit(resource), min_chunk=min_part_size)
+    token = anyio.lowlevel.current_token()
+    # In anyio's worker threads a lane sees its caller's cancellation between chunks.
+    check = None if _EXECUTOR_HOPS.get() else anyio.from_thread.check_cancelled
 
-    if len(parts) == 1:
-        await run_part(0, parts[0])
-    else:
-        async with anyio.create_task_group() as tg:
-            for index, part in enumerate(parts):
-                tg.start_soon(run_part, index, part)
-    return list(zip(parts, results, strict=True))
+    async def lane() -> None:
+        await _hop(batch.run_lane, check, limiter=limiter, stop=batch.stop)
+
+    async with anyio.create_task_group() as tg:
+
+        def start_lanes(count: int) -> None:  # in the event loop, asked by a lane's thread
+            for _ in range(count):
+                tg.start_soon(lane)
+
+        batch.spawn = lambda count: anyio.from_thread.run_sync(start_lanes, count, token=token)
+        tg.start_soon(lane)
+    return list(batch.results())
 
 
 async def gather_each(
