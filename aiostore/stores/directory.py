@@ -40,9 +40,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from aiostore._runtime.offload import offload
-from aiostore.abc import BlockingStore, Buffer, ByteRange, Request, Store, check_writable, write_each
+from aiostore.abc import BlockingStore, Buffer, ByteRange, Request, check_writable, write_each
 from aiostore.errors import BatchWriteError
-from aiostore.keys import check_key_collection, key_to_fs_path
+from aiostore.keys import check_key_collection, key_to_fs_path, normalize_keys
 from aiostore.stores._fsops import MISSING as _MISSING
 from aiostore.stores._fsops import (
     TEMP_PREFIX,
@@ -216,7 +216,7 @@ class DirectoryStore(BlockingStore):
         """The fast batch check of :mod:`aiostore.keys`, plus one C-level scan for temp names."""
         check_key_collection(keys)
         batch = keys if isinstance(keys, list) else list(keys)
-        normalized = Store.check_keys(self, batch)
+        normalized = normalize_keys(batch, lower=self.normalize_keys, limits=self.key_limits)
         if TEMP_PREFIX in "\x00".join(normalized):
             return list(dict.fromkeys(self.check_key(k) for k in batch))  # names the bad key
         return normalized
