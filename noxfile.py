@@ -145,7 +145,11 @@ def bench(session: nox.Session) -> None:
     session.install(
         "-e", ".", *ZARR2_DEPS, "tensorstore", "aiofiles", "obstore>=0.6", "moto[server]>=5", "s3fs"
     )
-    env = {"AIOSTORE_BENCH_ZARR3_PYTHON": os.environ.get("AIOSTORE_BENCH_ZARR3_PYTHON", "")}
+    env = {
+        "AIOSTORE_BENCH_ZARR3_PYTHON": os.environ.get("AIOSTORE_BENCH_ZARR3_PYTHON", ""),
+        # This session's Python has zarr 2: bench_before_after's zarr 2 rows run under it.
+        "AIOSTORE_BENCH_ZARR2_PYTHON": os.path.join(session.virtualenv.location, "bin", "python"),
+    }
     if not env["AIOSTORE_BENCH_ZARR3_PYTHON"]:
         venv = os.path.abspath(os.path.join(".nox", "bench-zarr3"))
         python = os.path.join(venv, "bin", "python")

@@ -6,7 +6,8 @@ slower. This script checks out ``--before`` (a git ref) into a worktree under
 against this one, alternating (before, after, before, after, ...), and keeps each
 side's best round. Only public API that both trees have is used: the async methods,
 the sync twins' ``getitems``/``setitems``/``__getitem__``, ``LRUStoreCache`` and, with
-a Python that has zarr 3 (``$AIOSTORE_BENCH_ZARR3_PYTHON``), ``ZarrStore``.
+a Python that has zarr 3 (``$AIOSTORE_BENCH_ZARR3_PYTHON``), ``ZarrStore``, and with
+one that has zarr 2 (``$AIOSTORE_BENCH_ZARR2_PYTHON``), zarr 2 arrays on the sync store.
 
     python benchmarks/bench_before_after.py --before e87e9e8 --rounds 5
 
@@ -84,6 +85,36 @@ values = {f"c/{i}": os.urandom(16384) for i in range(2_000)}
 root = os.path.join(tmp, "w")
 store = aiostore.DirectoryStore(root)
 done(best(lambda: anyio.run(store.set_many, values), before=lambda: shutil.rmtree(root, ignore_errors=True)))
+""",
+    "Directory: async get_many, 10,000 x 16 KiB (cold: evicted with posix_fadvise)": """
+keys = [f"c/{i}" for i in range(10_000)]
+if fresh: aiostore.sync.DirectoryStore(tmp).setitems({k: os.urandom(16384) for k in keys})
+def evict():
+    os.sync()
+    for k in keys:
+        fd = os.open(os.path.join(tmp, k), os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)
+store = aiostore.DirectoryStore(tmp)
+done(best(lambda: anyio.run(store.get_many, keys), before=evict))
+""",
+    "Directory: sync getitems, 10,000 x 16 KiB (cold: evicted with posix_fadvise)": """
+keys = [f"c/{i}" for i in range(10_000)]
+store = aiostore.sync.DirectoryStore(tmp)
+if fresh: store.setitems({k: os.urandom(16384) for k in keys})
+def evict():
+    os.sync()
+    for k in keys:
+        fd = os.open(os.path.join(tmp, k), os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)
+done(best(lambda: store.getitems(keys, contexts={}), before=evict))
+""",
+    "Directory: sync setitems, 2,000 x 16 KiB": """
+values = {f"c/{i}": os.urandom(16384) for i in range(2_000)}
+root = os.path.join(tmp, "w")
+def fresh_root():
+    shutil.rmtree(root, ignore_errors=True); os.makedirs(root); os.sync()
+store = aiostore.sync.DirectoryStore(root)
+done(best(lambda: store.setitems(values), before=fresh_root))
 """,
     "LMDB: async get_many, 50,000 x 4 KiB": """
 keys = [f"c/{i}" for i in range(50_000)]
@@ -164,6 +195,33 @@ done(best(lambda: reader[:]))
 """
 ZARR3_NAME = "zarr 3: full read through ZarrStore(DirectoryStore), 4,096 chunks of 1 KiB"
 
+ZARR2_PRELUDE = """
+import numpy as np, zarr
+data = np.random.default_rng(0).random((2048, 2048), dtype="f4")
+"""
+ZARR2_WORKLOADS: dict[str, str] = {
+    "zarr 2: array read through aiostore.sync.DirectoryStore, 4,096 chunks of 4 KiB": ZARR2_PRELUDE
+    + """
+if fresh:
+    z = zarr.open_array(aiostore.sync.DirectoryStore(tmp), mode="w", shape=data.shape, chunks=(32, 32),
+                        dtype="f4", compressor=None)
+    z[:] = data
+reader = zarr.open_array(aiostore.sync.DirectoryStore(tmp), mode="r")
+done(best(lambda: reader[:]))
+""",
+    "zarr 2: array write through aiostore.sync.DirectoryStore, 4,096 chunks of 4 KiB": ZARR2_PRELUDE
+    + """
+root = os.path.join(tmp, "w")
+def fresh_root():
+    shutil.rmtree(root, ignore_errors=True); os.makedirs(root); os.sync()
+def write():
+    z = zarr.open_array(aiostore.sync.DirectoryStore(root), mode="w", shape=data.shape, chunks=(32, 32),
+                        dtype="f4", compressor=None)
+    z[:] = data
+done(best(write, before=fresh_root))
+""",
+}
+
 
 def worktree(ref: str) -> pathlib.Path:
     """A checkout of ``ref`` under .nox/ (made once)."""
@@ -206,6 +264,9 @@ def main() -> None:
     zarr3_python = os.environ.get("AIOSTORE_BENCH_ZARR3_PYTHON")
     if zarr3_python:
         workloads.append((ZARR3_NAME, zarr3_python, ZARR3_WORKLOAD))
+    zarr2_python = os.environ.get("AIOSTORE_BENCH_ZARR2_PYTHON")
+    if zarr2_python:
+        workloads.extend((name, zarr2_python, body) for name, body in ZARR2_WORKLOADS.items())
     print(machine_description(["anyio", "lmdb", "numpy"]))
     print(f"\nBefore: `{args.before}`; after: this tree. Best of {args.rounds} alternating rounds")
     print("(each round a fresh process, best of 3 runs inside it).\n")
