@@ -74,6 +74,7 @@ __all__ = [
     "LRUStoreCache",
     "ObjectStore",
     "open_store",
+    "set_disk_thread_limit",
     "set_request_limit",
     "init_array",
     "init_group",
@@ -101,3 +102,14 @@ def set_request_limit(requests: int) -> None:
     >>> set_request_limit(64); set_request_limit(32)
     """
     set_thread_limit("network", requests)
+
+
+def set_disk_thread_limit(threads: int) -> None:
+    """Bound the worker threads one batch of file, Zip, DBM or LMDB work may fan
+    out to, process-wide, async and sync sides alike. A batch only uses more than
+    one thread per core while its reads wait on the disk (a cold page cache, a
+    network file system); the default is twice the cores, between 4 and 8.
+
+    >>> set_disk_thread_limit(8); set_disk_thread_limit(4)
+    """
+    set_thread_limit("disk", threads)
