@@ -654,6 +654,25 @@ async def test_a_natively_cancelled_hop_waits_for_its_thread(anyio_backend: str,
     assert store.data == {"a": b"new"}
 
 
+async def test_a_cancelled_batch_never_returns_part_of_its_results(disk_threads: int) -> None:
+    # Found by the Azure conformance suite under trio: a lane that saw its caller
+    # cancelled stopped the batch, and trio's nursery exit returned the parts done.
+    calls: list[int] = []
+    returned: list[object] = []
+
+    with anyio.CancelScope() as scope:
+
+        def work(part: Sequence[int]) -> list[int]:
+            calls.append(len(part))
+            if len(calls) == 1:
+                anyio.from_thread.run_sync(scope.cancel)
+            return list(part)  # quick: the batch stays on this one lane
+
+        returned.append(await offload_batch("disk", work, list(range(400)), min_part_size=4))
+    assert scope.cancelled_caught and returned == []
+    assert sum(calls) < 400  # no chunk started after the cancellation was seen
+
+
 async def test_cancelled_batch_write_leaves_every_key_old_or_new(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(fanout._THREAD_LIMITS, "disk", 2)
     gate = threading.Event()

@@ -143,6 +143,12 @@ class Fanout(Generic[T, R]):
         self.spawn: Callable[[int], object] | None = None
 
     @property
+    def complete(self) -> bool:
+        """True once every chunk has been handed out (a stopped batch may not be)."""
+        with self._lock:
+            return self._next >= self._size
+
+    @property
     def lanes(self) -> int:
         """Lanes started or asked for so far."""
         return self._lanes

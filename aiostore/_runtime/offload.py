@@ -240,6 +240,11 @@ async def offload_batch(
 
         batch.spawn = lambda count: anyio.from_thread.run_sync(start_lanes, count, token=token)
         tg.start_soon(lane)
+    if not batch.complete:
+        # A lane saw its caller cancelled and stopped the batch; trio's nursery exit
+        # need not raise it, and a part of a batch must never pass for all of it.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        raise RuntimeError("a batch stopped before its end without a cancellation")  # pragma: no cover
     return list(batch.results())
 
 
