@@ -1,7 +1,17 @@
 """aiostore's LMDBStore against zarr 2.18's LMDBStore and raw py-lmdb loops.
 
-Issue 4's LMDB benchmark. 100,000 values of 4 KiB (``--count``, ``--size``), keys
-like zarr 2 chunk keys (``arr/12.34``), in one LMDB database on a warm page cache.
+Issue 4's LMDB benchmark, and issue 12's zero-copy reads. 100,000 values of 4 KiB
+(``--count``, ``--size``), keys like zarr 2 chunk keys (``arr/12.34``), in one
+LMDB database on a warm page cache.
+
+Reads are measured with ``buffers=False`` (``bytes`` copied out in the
+transaction) and ``buffers=True`` (read-only memoryviews into LMDB's map that
+keep their read snapshot open while they live), and the two targets of issue 12
+are checked after each table: ``get_many`` with ``buffers=True`` at least 3x
+faster than zarr 2's ``getitems``, and at least 3x faster than ``buffers=False``
+(both asyncio). Two more rows time a whole cycle -- read, then drop every value
+-- since dropping 100,000 buffers ends their snapshot and dropping 400 MB of
+``bytes`` frees them: neither is in the ``get_many`` rows.
 
 Reads: one ``get_many`` of every key (``getitems`` for zarr 2). Every way reads
 through the *same* ``lmdb.Environment`` (LMDB allows one per process; zarr 2's
@@ -25,7 +35,7 @@ arena (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1``: 512
 times fewer faults); and with ``MALLOC_TRIM_THRESHOLD_``/``MALLOC_TOP_PAD_`` set
 so freed memory stays in the process (no faults: the code paths alone).
 
-Run::
+Run with a Python that has zarr 2 (its row fails to run otherwise)::
 
     python benchmarks/bench_lmdb.py [--count N] [--size BYTES] [--repeat R] [--write-count N]
 """
@@ -51,7 +61,11 @@ import aiostore
 import aiostore.sync
 from aiostore._runtime.offload import thread_limit
 
-READ_BASELINE = "aiostore LMDBStore.get_many (asyncio)"
+READ_BASELINE = "aiostore LMDBStore(buffers=False).get_many (asyncio)"
+BUFFERS = "aiostore LMDBStore(buffers=True).get_many (asyncio)"
+ZARR2 = "zarr 2.18 LMDBStore.getitems"
+#: Issue 12's targets: (way, slower way it must beat, by at least this factor).
+TARGETS = [(BUFFERS, ZARR2, 3.0), (BUFFERS, READ_BASELINE, 3.0)]
 WRITE_BASELINE = "aiostore LMDBStore.set_many (asyncio)"
 #: Each part of the run, in a process of its own: (heading, environment).
 MALLOC_SETTINGS = [
@@ -140,24 +154,36 @@ def async_way(backend: str, run: Callable[[], Any], values: dict[str, bytes]) ->
 
 
 SPLIT = "aiostore get_many, batch split over worker threads"
+SYNC_BYTES = "aiostore sync LMDBStore(buffers=False).getitems (zarr 2's call)"
+SYNC_BUFFERS = "aiostore sync LMDBStore(buffers=True).getitems (zarr 2's call)"
+CYCLE_BYTES = "sync getitems(buffers=False), then every value dropped"
+CYCLE_BUFFERS = "sync getitems(buffers=True), then every value dropped"
+RAW_BUFFERS = "raw py-lmdb: one txn, buffers=True, get per key, dict of views"
 READ_NOTES = {
     READ_BASELINE: "one thread hop, one read transaction, bytes copied inside it",
-    "aiostore LMDBStore.get_many (trio)": "same",
-    "aiostore sync LMDBStore.getitems (zarr 2's call)": "no event loop, no thread hop",
-    SPLIT: f"{thread_limit('disk')} transactions in worker threads, under the GIL",
+    "aiostore LMDBStore(buffers=False).get_many (trio)": "same",
+    BUFFERS: "one thread hop; read-only views that keep their read snapshot open",
+    "aiostore LMDBStore(buffers=True).get_many (trio)": "same",
+    SYNC_BYTES: "no event loop, no thread hop",
+    SYNC_BUFFERS: "no event loop, no thread hop",
+    CYCLE_BYTES: "the copies freed",
+    CYCLE_BUFFERS: "the views released, ending their snapshot",
+    SPLIT: f"{thread_limit('disk')} transactions in worker threads, under the GIL (buffers=False)",
     "raw py-lmdb: one txn, get per key, dict of values": "the result get_many returns, by hand",
+    RAW_BUFFERS: "unsafe floor: views that outlive their txn, owned by nothing",
     "raw py-lmdb: one txn, get per key, values dropped": "lower bound: pre-encoded keys, nothing kept",
-    "zarr 2.18 LMDBStore.getitems": "2 txns + a cursor per key; its buffers outlive their txn",
+    ZARR2: "2 txns + a cursor per key; its buffers outlive their txn",
 }
 
 
 def bench_reads(path: str, keys: list[str], values: dict[str, bytes], repeat: int) -> tuple[list[Row], int]:
-    store = aiostore.LMDBStore(path)
-    split_store = aiostore.LMDBStore(path)  # shares the environment
+    store = aiostore.LMDBStore(path, buffers=False)
+    buffered = aiostore.LMDBStore(path, buffers=True)  # shares the environment
+    split_store = aiostore.LMDBStore(path, buffers=False)
     split_store._split_batches = True  # type: ignore[misc]
     sync_store = aiostore.sync.SyncStore(store)
+    sync_buffered = aiostore.sync.SyncStore(buffered)
     env = store.db
-    zarr2 = zarr2_store_on(env, path)
     encoded = [k.encode() for k in keys]
 
     def raw_dict() -> dict[str, bytes]:
@@ -165,33 +191,81 @@ def bench_reads(path: str, keys: list[str], values: dict[str, bytes], repeat: in
             get = txn.get
             return {k: v for k in keys if (v := get(k.encode())) is not None}
 
+    def raw_buffers() -> dict[str, Any]:
+        txn = env.begin(buffers=True)  # left open: its views are used after it
+        return dict(zip(keys, map(txn.get, encoded), strict=True))
+
     def raw_dropped() -> None:
         with env.begin() as txn:
             get = txn.get
             for key in encoded:
                 get(key)
 
-    ways = {
+    def cycle(sync: Any) -> Callable[[], None]:
+        def run() -> None:
+            found = sync.getitems(keys, contexts={})
+            assert len(found) == len(keys)
+            del found
+
+        return run
+
+    def zarr2_way() -> Way:
+        zarr2 = zarr2_store_on(env, path)  # fails here, and only this way, without zarr 2
+        return sync_way(lambda: zarr2.getitems(keys, contexts={}), values)
+
+    ways: dict[str, Way] = {
         READ_BASELINE: async_way("asyncio", lambda: store.get_many(keys), values),
-        "aiostore LMDBStore.get_many (trio)": async_way("trio", lambda: store.get_many(keys), values),
-        "aiostore sync LMDBStore.getitems (zarr 2's call)": sync_way(
-            lambda: sync_store.getitems(keys, contexts={}), values
+        "aiostore LMDBStore(buffers=False).get_many (trio)": async_way(
+            "trio", lambda: store.get_many(keys), values
         ),
+        BUFFERS: async_way("asyncio", lambda: buffered.get_many(keys), values),
+        "aiostore LMDBStore(buffers=True).get_many (trio)": async_way(
+            "trio", lambda: buffered.get_many(keys), values
+        ),
+        SYNC_BYTES: sync_way(lambda: sync_store.getitems(keys, contexts={}), values),
+        SYNC_BUFFERS: sync_way(lambda: sync_buffered.getitems(keys, contexts={}), values),
+        CYCLE_BYTES: sync_way(cycle(sync_store), None),
+        CYCLE_BUFFERS: sync_way(cycle(sync_buffered), None),
         SPLIT: async_way("asyncio", lambda: split_store.get_many(keys), values),
         "raw py-lmdb: one txn, get per key, dict of values": sync_way(raw_dict, values),
+        RAW_BUFFERS: sync_way(raw_buffers, values),
         "raw py-lmdb: one txn, get per key, values dropped": sync_way(raw_dropped, None),
-        "zarr 2.18 LMDBStore.getitems": sync_way(lambda: zarr2.getitems(keys, contexts={}), values),
     }
+    try:
+        ways[ZARR2] = zarr2_way()
+    except ImportError as exc:
+        ways[ZARR2] = _failing(exc)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     best = interleaved_best(ways, repeat)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-    for s in (store, split_store):
+    for s in (store, buffered, split_store):
         anyio.run(s.aclose)
     rows = [
         Row(n, None, f"failed: {b!r}") if isinstance(b, Exception) else Row(n, b, READ_NOTES[n])
         for n, b in best.items()
     ]
     return rows, faults
+
+
+def _failing(exc: Exception) -> Way:
+    def run(_round: int) -> float:
+        raise exc
+
+    return run
+
+
+def targets(rows: list[Row]) -> str:
+    """Issue 12's targets, each ``met`` or ``MISSED`` with the ratio measured."""
+    seconds = {row.name: row.seconds for row in rows}
+    lines = []
+    for fast, slow, factor in TARGETS:
+        a, b = seconds.get(fast), seconds.get(slow)
+        if a is None or b is None:
+            lines.append(f"- {fast} vs {slow}: not measured")
+            continue
+        verdict = "met" if b / a >= factor else "MISSED"
+        lines.append(f"- {verdict}: {fast} is {b / a:.2f}x faster than {slow} (target {factor:g}x)")
+    return "\n".join(lines)
 
 
 def fill(path: str, values: dict[str, bytes]) -> None:
@@ -316,8 +390,9 @@ def main() -> None:
         fill(path, values)
         title = f"LMDB reads: one get_many of {args.count:,} values of {kib}"
         rows, faults = bench_reads(path, keys, values, args.repeat)
-        print(format_table(title, rows, READ_BASELINE, "aiostore"))
-        print(f"\nPage faults in these {args.repeat} rounds: {faults:,}.\n", flush=True)
+        print(format_table(title, rows, READ_BASELINE, "buffers=False"))
+        print(f"\nPage faults in these {args.repeat} rounds: {faults:,}.\n")
+        print(f"Issue 12's targets (load average {os.getloadavg()[0]:.2f}):\n{targets(rows)}\n", flush=True)
         write_values = {k: values[k] for k in keys[: args.write_count]}
         title = f"LMDB writes: one set_many of {len(write_values):,} values of {kib} into a new database"
         rows = bench_writes(root, write_values, args.repeat)

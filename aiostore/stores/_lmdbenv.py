@@ -15,6 +15,20 @@ the child releases the parent's reader slot in the shared lock file -- so the
 fork waits for the transactions in flight to end (and holds new ones back until
 it is done), and no read transaction is kept for reuse (``max_spare_txns=0``).
 
+Read snapshots (:mod:`~aiostore.stores._lmdbsnapshot`: read transactions kept
+open while buffers into them are alive) are counted here. While any is alive the
+map is never replaced (a resize would unmap the pages under the buffers: it
+waits for them briefly, then fails clearly), and closing is deferred until the
+last one ends (new operations are refused at once). A fork does not wait for
+them (they may live for ever), and a child never ends the parent's: it drops
+them unended when it replaces the parent's environment with its own, at its
+first transaction -- which unmaps the parent's map in the child. So buffers read
+before a fork stay readable in the child only until then; a child must not use
+them after (nor could it rely on them before: only the parent's snapshot
+protects them, for as long as the parent holds it). Threads of the parent that
+held buffers at the fork never release them in the child, so the child cannot
+wait for inherited buffers to go.
+
 >>> import os, tempfile
 >>> tmp = tempfile.TemporaryDirectory()
 >>> path = os.path.join(tmp.name, "db")
@@ -34,16 +48,18 @@ True
 from __future__ import annotations
 
 import os
-import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Collection
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import lmdb
 
 from aiostore._runtime.forks import renew_after_fork
 from aiostore.errors import BackendError, ClosedStoreError, SettingsConflictError
+from aiostore.stores._lmdbsettings import check_open_kwargs, open_settings
+from aiostore.stores._lmdbsnapshot import SnapshotCache
 
 __all__ = [
     "SharedEnv",
@@ -55,6 +71,21 @@ __all__ = [
 ]
 
 R = TypeVar("R")
+
+#: Seconds a map resize waits for live read snapshots to end before it fails.
+SNAPSHOT_WAIT = 2.0
+
+
+class Pinning(Protocol):
+    """A live read snapshot, as the environment sees it."""
+
+    def alive(self) -> bool:
+        """Whether buffers into it may still be alive (in a forked child: inherited ones)."""
+        ...
+
+    def detach(self) -> None:
+        """In a forked child: drop the parent's transaction, unended."""
+        ...
 
 
 class SharedEnv:
@@ -79,10 +110,18 @@ class SharedEnv:
         #: Bumped by every resize, so that writers that hit a full map at the
         #: same time grow it once.
         self.resizes = 0
-        self._cond = threading.Condition(threading.Lock())
+        # Reentrant: a snapshot may end (in a weakref callback, during a collection)
+        # in a thread that already holds it.
+        self._cond = threading.Condition(threading.RLock())
         self._active = 0
         self._exclusive_waiting = 0
         self._exclusive = False
+        #: Held while a snapshot ends, and by a fork: a fork never copies one half-ended.
+        self.end_lock = threading.RLock()
+        self._snapshots: set[Pinning] = set()
+        self._close_pending = False
+        #: The read snapshot that reads with no write in between share.
+        self.snapshots = SnapshotCache()
         # In a forked child until its first transaction: the parent's environment,
         # to close (never to use) before the child opens its own.
         self._reopen = False
@@ -150,23 +189,81 @@ class SharedEnv:
             self._cond.notify_all()
 
     def close(self) -> None:
-        """Close the environment once no transaction of this process is active."""
+        """Close the environment once no transaction of this process is active, or,
+        while read snapshots are alive, once the last one ends (:meth:`revive` undoes that)."""
 
         def close() -> None:
-            self.closed = True
-            self._forget_parents()
-            if not self._reopen and self.pid == os.getpid():  # else: the parent's (a fork
-                self.env.close()  # that ran no fork hooks): closing it here could hurt it
+            with self._cond:
+                if self._snapshots and not self._reopen:  # a child's are the parent's: dropped
+                    self._close_pending = True
+                else:
+                    self._close_now()
 
         self.run_exclusive(close)
+
+    def _close_now(self) -> None:
+        self.closed = True
+        self._forget_parents()
+        if not self._reopen and self.pid == os.getpid():  # else: the parent's (a fork
+            self.env.close()  # that ran no fork hooks): closing it here could hurt it
+
+    @property
+    def closing(self) -> bool:
+        """Closed by its stores, and kept open by buffers still alive (see :meth:`close`)."""
+        return self._close_pending and not self.closed
+
+    def revive(self) -> bool:
+        """A new store joins: cancel a deferred close. False if it is closed already."""
+        with self._cond:
+            self._close_pending = False
+            return not self.closed
+
+    # -- read snapshots ----------------------------------------------------------------
+    @property
+    def live_snapshots(self) -> int:
+        """Read snapshots alive in this process (buffers into them are alive)."""
+        return len(self._snapshots)
+
+    def snapshot_started(self, snapshot: Pinning) -> None:
+        """Count ``snapshot`` (call inside a transaction section)."""
+        with self._cond:
+            self._snapshots.add(snapshot)
+
+    def snapshot_ended(self, snapshot: Pinning) -> None:
+        """``snapshot`` ended: the last one lets a resize run, or a deferred close."""
+        with self._cond:
+            self._snapshots.discard(snapshot)
+            if not self._snapshots:
+                self._cond.notify_all()
+                if self._close_pending and not self.closed:
+                    self._close_now()
+
+    def _no_snapshots(self, what: str) -> None:
+        """Inside an exclusive turn: wait a little for the live snapshots to end, or fail."""
+        deadline = time.monotonic() + SNAPSHOT_WAIT
+        with self._cond:
+            while self._snapshots and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+            if self._snapshots:
+                raise BackendError(
+                    self.path,
+                    f"{what}: LMDB cannot map a new size while buffers returned by reads are "
+                    f"alive ({len(self._snapshots)} read snapshots are held by them; the pages "
+                    f"under them would be unmapped). Release those buffers, read with "
+                    f"buffers=False, or open with a larger map_size",
+                )
 
     # -- fork ----------------------------------------------------------------------------
     def _renew_in_child(self) -> None:
         """In a forked child, first thing: fresh locks, and the environment in use
         becomes the parent's, replaced before the child's first transaction."""
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = threading.Condition(threading.RLock())
+        self.end_lock = threading.RLock()
         self._active = self._exclusive_waiting = 0
         self._exclusive = False
+        # The parent's snapshots: never ended here, dropped when the child opens its own.
+        self._snapshots = {s for s in self._snapshots if s.alive()}
+        self.snapshots.renew_in_child()
         if not self.closed and not self._reopen:  # else: still the grandparent's
             self._parents, self._reopen = self.env, True
 
@@ -195,6 +292,12 @@ class SharedEnv:
         parents, self._parents = self._parents, None
         if parents is None:
             return
+        # Read snapshots inherited from the parent: their transactions are dropped,
+        # never ended (that would free the parent's reader slots), so that closing
+        # the environment does not end them either. Their buffers die with its map.
+        for snapshot in self._snapshots:
+            snapshot.detach()
+        self._snapshots.clear()
         if self.kwargs.get("max_spare_txns", 0):
             _KEPT.append(parents)
         else:
@@ -207,6 +310,9 @@ class SharedEnv:
             if self.closed or self.resizes != resizes_seen:
                 return
             size = self.env.info()["map_size"]
+            self._no_snapshots(
+                f"the LMDB database is full at map_size={size} and nothing of the write was stored"
+            )
             try:
                 self.env.set_mapsize(size * 2)
             except lmdb.Error as exc:
@@ -224,6 +330,7 @@ class SharedEnv:
 
         def adopt() -> None:
             if not self.closed:
+                self._no_snapshots("another process grew the LMDB map")
                 self.env.set_mapsize(0)
                 self.resizes += 1
 
@@ -262,7 +369,17 @@ def acquire_env(
             shared = SharedEnv(path, kwargs)
             _ENVS[key] = shared
         else:
-            check_same_settings(shared, path, kwargs, readonly, kwargs if asked is None else asked)
+            try:
+                check_same_settings(shared, path, kwargs, readonly, kwargs if asked is None else asked)
+            except SettingsConflictError as exc:
+                if shared.closing:
+                    exc.add_note(
+                        f"Its stores are closed, but buffers read through them are alive and keep it "
+                        f"open ({shared.live_snapshots} read snapshots): release them first."
+                    )
+                raise
+            if not shared.revive():  # its deferred close just happened
+                shared = _ENVS[key] = SharedEnv(path, kwargs)
         shared.users += 1
         return shared
 
@@ -287,70 +404,6 @@ def check_same_settings(
         raise SettingsConflictError(path, differences)
 
 
-#: lmdb.open's settings that are counts or sizes.
-_COUNTS = ("map_size", "max_readers", "max_dbs", "max_spare_txns", "mode")
-_FLAGS = (
-    "subdir",
-    "readonly",
-    "metasync",
-    "sync",
-    "map_async",
-    "create",
-    "readahead",
-    "writemap",
-    "meminit",
-    "lock",
-)
-
-
-def open_settings(kwargs: dict[str, Any], readonly: bool) -> dict[str, Any]:
-    """``kwargs`` for :func:`lmdb.open` over LMDBStore's defaults (see its docs), checked.
-
-    >>> open_settings({"map_size": 2**20}, readonly=True)["map_size"], open_settings({}, False)["writemap"]
-    (1048576, False)
-    """
-    settings = {
-        "map_size": 2**40 if sys.maxsize >= 2**32 else 2**28,
-        "meminit": False,
-        "writemap": False,
-        "metasync": False,
-        "sync": False,
-        "map_async": False,
-        # A read transaction kept for reuse holds a reader slot: fork needs none held.
-        "max_spare_txns": 0,
-        **kwargs,
-    }
-    if readonly:
-        settings["readonly"] = True
-    check_open_kwargs(settings)
-    return settings
-
-
-def check_open_kwargs(kwargs: dict[str, Any]) -> None:
-    """ValueError or TypeError naming the setting, for what :func:`lmdb.open` would refuse
-    with a message that does not name it (an unknown name, a negative size).
-
-    >>> check_open_kwargs({"map_size": -1})
-    Traceback (most recent call last):
-    ...
-    ValueError: LMDBStore map_size must be a positive integer, not -1
-    """
-    unknown = sorted(set(kwargs) - set(_COUNTS) - set(_FLAGS))
-    if unknown:
-        raise TypeError(
-            f"LMDBStore got unknown lmdb.open settings {unknown}; it takes {sorted(_COUNTS + _FLAGS)}"
-        )
-    for name in _COUNTS:
-        value = kwargs.get(name)
-        if value is None:
-            continue
-        kind = "a positive integer" if name == "map_size" else "a non-negative integer"
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"LMDBStore {name} must be {kind}, not {value!r}")
-        if value < (name == "map_size"):
-            raise ValueError(f"LMDBStore {name} must be {kind}, not {value!r}")
-
-
 def release_env(shared: SharedEnv) -> None:
     """A store is done with ``shared``: the last one closes it."""
     with _ENVS_LOCK:
@@ -366,13 +419,16 @@ def _hold_all() -> None:
     for shared in list(_LIVE):
         if not shared.closed:
             shared.hold()
+            shared.end_lock.acquire()  # and no read snapshot is ending
             _HELD.append(shared)
 
 
 def _unhold_all() -> None:
     """After ``fork``, in the parent: let transactions run again."""
     while _HELD:
-        _HELD.pop().unhold()
+        shared = _HELD.pop()
+        shared.end_lock.release()
+        shared.unhold()
     _ENVS_LOCK.release()
 
 

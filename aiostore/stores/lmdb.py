@@ -6,9 +6,11 @@ transaction -- one read transaction per ``get_many``, one write transaction per
 ``set_many`` (all of it committed, or none of it) -- with as little Python per
 key as possible.
 
-Values handed to callers are always ``bytes`` copied out *inside* the read
-transaction: a zero-copy buffer that outlived its transaction would point at
-pages a later write may reuse.
+With ``buffers=True`` (the default) values are read-only memoryviews into
+LMDB's map, each keeping its read snapshot open until it is released
+(:mod:`~aiostore.stores._lmdbsnapshot`), so a later write never changes one
+under its holder; with ``buffers=False`` they are ``bytes`` copied out inside
+the transaction.
 
 Examples
 --------
@@ -18,9 +20,12 @@ Examples
 >>> async def main():
 ...     async with LMDBStore(path) as store:
 ...         await store.set_many({"a/0": b"x", "a/1": b"yz"})
-...         print(await store.get_many(["a/0", "a/1", "b"]), await store.listdir("a"))
+...         found = await store.get_many(["a/0", "a/1", "b"])
+...         print({k: bytes(v) for k, v in found.items()}, type(found["a/0"]).__name__)
+...         print(await store.listdir("a"))
 >>> anyio.run(main)
-{'a/0': b'x', 'a/1': b'yz'} ['0', '1']
+{'a/0': b'x', 'a/1': b'yz'} memoryview
+['0', '1']
 >>> tmp.cleanup()
 """
 
@@ -29,7 +34,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import lmdb  # the py-lmdb package: imports are absolute, so not this module
 
@@ -38,13 +43,12 @@ from aiostore.errors import BackendError, BatchWriteError, ClosedStoreError
 from aiostore.keys import KeyLimits, parent_prefix
 from aiostore.stores._fsops import fs_path
 from aiostore.stores._lmdbenv import SharedEnv, acquire_env, open_settings, release_env
+from aiostore.stores._lmdbscan import LIST_CHUNK, after_subtree, list_chunk
+from aiostore.stores._lmdbsnapshot import encode_requests, read_buffers, read_copies, readers_full
 
 __all__ = ["LMDBStore"]
 
 R = TypeVar("R")
-
-#: Keys fetched per transaction while streaming ``list``.
-_LIST_CHUNK = 1024
 
 
 def _encode(key: str) -> bytes:
@@ -55,28 +59,6 @@ def _decode(key: bytes) -> str:
     return key.decode("utf-8", "surrogateescape")
 
 
-def _after(prefix: bytes) -> bytes:
-    """The smallest key above every key that starts with ``prefix + b"/"``:
-    ``"/"`` is 0x2F, so ``prefix + b"0"`` (0x30) sorts right after that subtree."""
-    return prefix + b"0"
-
-
-def _list_chunk(txn: lmdb.Transaction[Any], prefix: bytes, after: bytes | None) -> list[bytes]:
-    """Up to :data:`_LIST_CHUNK` keys starting with ``prefix``, after the key ``after``."""
-    keys: list[bytes] = []
-    cursor = txn.cursor()
-    if not cursor.set_range(prefix if after is None else after):
-        return keys
-    for key in cursor.iternext(keys=True, values=False):
-        if not key.startswith(prefix):
-            break
-        if key != after:
-            keys.append(key)
-            if len(keys) >= _LIST_CHUNK:
-                break
-    return keys
-
-
 class LMDBStore(BlockingStore):
     """Store backed by an LMDB database.
 
@@ -85,10 +67,21 @@ class LMDBStore(BlockingStore):
     path : str or os.PathLike
         Location of the database (a directory, or a file with ``subdir=False``).
     buffers : bool
-        Use LMDB's zero-copy buffers *inside* transactions: a byte-range read
-        copies only the range, ``getsize`` copies nothing. Values returned are
-        ``bytes`` either way (zarr 2's ``buffers=True`` handed out buffers that
-        outlived their transaction).
+        True: ``get``/``get_many`` return read-only memoryviews into LMDB's
+        map, with no copy (a byte range is a slice of one). Each keeps its read
+        snapshot open until it and every view of it (slices, ``np.frombuffer``)
+        is released, so its bytes never change under it, whatever is written
+        later (zarr 2's could). Reads with no commit in between share a
+        snapshot. The costs of holding buffers for long: LMDB cannot reuse the
+        pages a live snapshot can see, so while one lives the file grows
+        instead, and the map fills up sooner; the map cannot grow while one
+        lives (a write that needs it to waits briefly, then raises
+        :class:`~aiostore.errors.BackendError`); and each snapshot holds one
+        of ``max_readers`` reader slots. Closing the store with buffers alive
+        keeps the environment open (and the buffers readable) until the last
+        one is released. A forked child must not use buffers read before the
+        fork once it has used the database (its first transaction unmaps them).
+        False: values are ``bytes`` copied out inside the transaction.
     read_only : bool
         Open with ``readonly=True``; writes raise :class:`~aiostore.ReadOnlyError`.
         ``readonly=True`` among ``kwargs`` does the same.
@@ -129,9 +122,14 @@ class LMDBStore(BlockingStore):
     ...     async with LMDBStore(path) as store:
     ...         await store.set("foo/bar", b"baz")
     ...     async with LMDBStore(path, read_only=True) as store:
-    ...         return await store.get("foo/bar", byte_range=(1, None)), store.read_only
+    ...         view = await store.get("foo/bar", byte_range=(1, None))  # a memoryview
+    ...         print(bytes(view), view.readonly, store.read_only)
+    ...     del view  # else it holds the read-only environment open: no writable one yet
+    ...     async with LMDBStore(path, buffers=False) as store:
+    ...         print(await store.get("foo/bar"))
     >>> anyio.run(main)
-    (b'az', True)
+    b'az' True True
+    b'baz'
     >>> tmp.cleanup()
     """
 
@@ -174,7 +172,7 @@ class LMDBStore(BlockingStore):
 
     # -- transactions ------------------------------------------------------------
     def _read(self, fn: Callable[[lmdb.Transaction[Any]], R], buffers: bool = False) -> R:
-        """Run ``fn(txn)`` in one read transaction."""
+        """Run ``fn(txn)`` in one read transaction (ended before this returns)."""
         shared = self._env_holder()
         while True:
             env = shared.acquire()
@@ -182,6 +180,8 @@ class LMDBStore(BlockingStore):
                 txn = env.begin(buffers=True) if buffers else env.begin()
             except lmdb.MapResizedError:
                 pass
+            except lmdb.ReadersFullError as exc:
+                raise readers_full(shared, exc) from exc
             except lmdb.Error as exc:
                 raise BackendError(self.path, f"LMDB read failed: {exc}") from exc
             else:
@@ -220,26 +220,15 @@ class LMDBStore(BlockingStore):
     def _get_blocking(self, requests: Sequence[Request]) -> list[bytes | None]:
         if not requests:
             return []
-        max_key = self._max_key
-        # Normalized keys hold no NUL: encode them all in one call.
-        encoded = "\x00".join([key for key, _ in requests]).encode("utf-8", "surrogateescape").split(b"\x00")
-        if max(map(len, encoded)) <= max_key and all(r is None for _, r in requests):
-            # buffers=False: txn.get copies each value into a new bytes object in C,
-            # inside the transaction -- the one copy a safe read needs.
-            return self._read(lambda txn: list(map(txn.get, encoded)))
-
-        def read(txn: lmdb.Transaction[Any]) -> list[bytes | None]:
-            out: list[bytes | None] = []
-            for key, (_, byte_range) in zip(encoded, requests, strict=True):
-                value = None if len(key) > max_key else txn.get(key)  # too long: cannot be stored
-                if value is not None and byte_range is not None:
-                    value = value[byte_range[0] : byte_range[1]]
-                # bytes(): a buffer must be copied out while the transaction pins its page.
-                out.append(None if value is None else bytes(value))
-            return out
-
-        # One read transaction for the whole batch; with buffers, only the ranges are copied.
-        return self._read(read, buffers=self.buffers)
+        keys, ranges, fast = encode_requests(requests, self._max_key)
+        if self.buffers:  # memoryviews, not bytes: Buffer would be the honest type here
+            return cast("list[bytes | None]", read_buffers(self._env_holder(), keys, ranges, fast))
+        if fast:
+            # txn.get copies each value into a new bytes object in C, inside the
+            # transaction -- the one copy a safe read needs.
+            return self._read(lambda txn: list(map(txn.get, keys)))  # type: ignore[arg-type]
+        # With buffers inside the transaction, only the ranges are copied.
+        return self._read(partial(read_copies, keys=keys, ranges=ranges), buffers=True)
 
     def _check_key_size(self, key: str, encoded: bytes) -> None:
         if len(encoded) > self._max_key:
@@ -301,10 +290,10 @@ class LMDBStore(BlockingStore):
         # consumes keys: a slow consumer must not pin old pages or hold up a
         # map resize.
         while True:
-            keys = self._read(partial(_list_chunk, prefix=encoded, after=start))
+            keys = self._read(partial(list_chunk, prefix=encoded, after=start))
             for key in keys:
                 yield _decode(key)
-            if len(keys) < _LIST_CHUNK:
+            if len(keys) < LIST_CHUNK:
                 return
             start = keys[-1]
 
@@ -329,7 +318,7 @@ class LMDBStore(BlockingStore):
                 else:
                     # A "directory": name it once and jump past its subtree.
                     names[_decode(key[cut:slash])] = None
-                    found = cursor.set_range(_after(key[:slash]))
+                    found = cursor.set_range(after_subtree(key[:slash]))
             return list(names)
 
         return self._read(scan)
@@ -356,7 +345,7 @@ class LMDBStore(BlockingStore):
                     total += len(cursor.value())
                     found = cursor.next()
                 else:
-                    found = cursor.set_range(_after(key[:slash]))
+                    found = cursor.set_range(after_subtree(key[:slash]))
             return total
 
         # buffers=True: sizes are read from the pages, nothing is copied.
