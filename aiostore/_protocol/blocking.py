@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
+from operator import is_
 from typing import Any, ClassVar
 
 from aiostore._protocol.checks import (
@@ -173,7 +174,9 @@ class BlockingStore(Store):
     # -- whole operations, blocking: what both sides run ------------------------------
     def _read_values(self, keys: Sequence[str]) -> dict[str, bytes]:
         values = self._get_blocking(list(zip(keys, repeat(None))))
-        if None not in values:  # C-level loops for the usual batch: every key present
+        # C-level loops for the usual batch: every key present. ``is``, not ``in``: a
+        # buffer compared with None raises and clears an error inside (0.19 µs a value).
+        if not any(map(is_, values, repeat(None))):
             return dict(zip(keys, values, strict=True))  # type: ignore[arg-type]
         return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
 
