@@ -112,8 +112,19 @@ class TestDBMStore(BackendTests):
 
 
 class TestLMDBStore(BackendTests):
+    """``buffers=False``: values are ``bytes`` copied out of the map."""
+
+    buffers = False
+
     def build(self, stores: ModuleType, read_only: bool = False) -> Any:
-        return stores.LMDBStore(self.tmp_path / "data.mdb", read_only=read_only)
+        return stores.LMDBStore(self.tmp_path / "data.mdb", buffers=self.buffers, read_only=read_only)
+
+
+class TestLMDBStoreBuffers(TestLMDBStore):
+    """``buffers=True`` (the default): values are read-only memoryviews into the map."""
+
+    buffers = True
+    returns_buffers = True
 
 
 class TestLRUStoreCacheOverMemory(BackendTests):

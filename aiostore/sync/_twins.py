@@ -148,12 +148,19 @@ class DBMStore(SyncStore[_dbm.DBMStore]):
 class LMDBStore(SyncStore[_lmdb.LMDBStore]):
     """Sync twin of :class:`aiostore.LMDBStore`: an LMDB database.
 
+    Values are read-only memoryviews into the map (``buffers=True``, the
+    default; ``buffers=False`` for ``bytes``):
+
     >>> import os, tempfile
     >>> tmp = tempfile.TemporaryDirectory()
     >>> with LMDBStore(os.path.join(tmp.name, "array.mdb")) as store:
     ...     store.setitems({"a/0.0": b"xyz", "a/0.1": b"w"})
-    ...     print(store.getitems(["a/0.0", "a/9.9"], contexts={}), store.listdir("a"))
+    ...     found = store.getitems(["a/0.0", "a/9.9"], contexts={})
+    ...     print({k: bytes(v) for k, v in found.items()}, store.listdir("a"))
+    ...     print(type(found["a/0.0"]).__name__, found["a/0.0"].readonly)
+    ...     del found  # a buffer holds its read snapshot until it is released
     {'a/0.0': b'xyz'} ['0.0', '0.1']
+    memoryview True
     >>> tmp.cleanup()
     """
 

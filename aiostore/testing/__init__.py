@@ -80,6 +80,14 @@ class StoreTests(ReadTests, WriteTests, HierarchyTests, ListingTests, LifecycleT
         writing a value where keys are below replaces them. If False (the
         default: flat stores such as DBM, LMDB, Zip, a mapping), ``"x"`` and
         ``"x/y"`` are independent keys.
+    returns_buffers : bool
+        Values may be read-only buffers -- ``memoryview`` -- instead of
+        ``bytes`` (``LMDBStore`` with ``buffers=True``). If False (the
+        default), every value read (``get``, ``get_many``, the sync twin's
+        ``store[key]``) must be exactly ``bytes``. If True, a value may be
+        ``bytes`` or a read-only, contiguous buffer that compares equal to its
+        bytes, as a ``memoryview`` does: the suite checks ``bytes(value)`` and
+        that ``memoryview(value).readonly``.
     tmp_path : pathlib.Path
         A fresh, empty directory for the test (pytest's ``tmp_path``), for a
         store that keeps files.

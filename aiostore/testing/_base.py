@@ -29,6 +29,7 @@ class StoreTestsBase:
     can_reopen: ClassVar[bool] = True
     supports_pickle: ClassVar[bool] = True
     values_are_leaves: ClassVar[bool] = False
+    returns_buffers: ClassVar[bool] = False  # values may be read-only memoryviews, not bytes
 
     tmp_path: Path
 
@@ -110,6 +111,28 @@ class StoreTestsBase:
         assert isinstance(store, SyncStore), f"open_store_sync() returned {type(store).__name__}"
         self._opened.append(store.async_store)
         return store
+
+    def _value_bytes(self, value: object, expected: bytes | None = None) -> bytes:
+        """Check that ``value`` is a value the store may return; return its bytes.
+
+        ``bytes`` exactly, or with :attr:`returns_buffers` a read-only,
+        contiguous buffer; and, if given, ``expected``'s bytes.
+        """
+        if not self.returns_buffers:
+            assert type(value) is bytes, f"a value is {type(value).__name__}, not bytes"
+            data = value
+        else:
+            try:
+                view = memoryview(value)  # type: ignore[arg-type]  # checked here
+            except TypeError:
+                raise AssertionError(f"a value is {type(value).__name__}, not a buffer") from None
+            with view:  # released at once: a buffer may hold resources (LMDB: a snapshot)
+                assert view.readonly, f"a value is a writable {type(value).__name__}, not a read-only buffer"
+                assert view.c_contiguous, f"a value is a non-contiguous {type(value).__name__}"
+                data = view.tobytes()
+        if expected is not None:
+            assert data == expected, f"{data!r} != {expected!r}"
+        return data
 
     def _need(self, flag: str) -> None:
         if not getattr(self, flag):

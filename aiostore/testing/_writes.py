@@ -180,7 +180,7 @@ class WriteTests(StoreTestsBase):
             async def read_same() -> None:
                 for _ in range(5):
                     try:
-                        value = await store.get("same")
+                        value = self._value_bytes(await store.get("same"))
                     except KeyError:
                         pass  # not written yet
                     else:
@@ -199,7 +199,7 @@ class WriteTests(StoreTestsBase):
                     tg.start_soon(read_same)
             assert not torn, f"{len(torn)} read(s) saw a value being written"
             assert await store.get_many(keys) == values
-            same = await store.get("same")  # one whole value of one writer, never torn
+            same = self._value_bytes(await store.get("same"))  # one whole value of one writer, never torn
             assert len(same) == size and same == same[:1] * size and same[0] < 12
 
     # -- partial failures ------------------------------------------------------------------------

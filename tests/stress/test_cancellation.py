@@ -77,6 +77,7 @@ def make_value(rng: random.Random, key: str, generation: int, max_size: int) -> 
 
 def parse_value(key: str, value: bytes) -> int | None:
     """The generation a value holds, or None if it is torn or another key's."""
+    value = bytes(value)  # LMDBStore's default values are memoryviews (no copy for bytes)
     body, digest = value[:-8], value[-8:]
     if len(value) < 8 or hashlib.blake2b(body, digest_size=8).digest() != digest:
         return None
@@ -113,7 +114,7 @@ class Checker:
         for key, value in found.items():
             generation = parse_value(key, value)
             if generation is None:
-                self.fail(f"torn value for {key!r}: {value[:60]!r}... ({len(value)} bytes)")
+                self.fail(f"torn value for {key!r}: {bytes(value[:60])!r}... ({len(value)} bytes)")
             if generation not in self.allowed(key):
                 self.fail(f"{key!r} holds generation {generation}, expected one of {self.allowed(key)}")
         if complete and len(found) != len(self.keys):

@@ -419,7 +419,8 @@ def test_fork_while_other_threads_use_the_store(kind: str, tmp_path: Path) -> No
 
 def check_whole(found: dict[str, bytes], context: str) -> None:
     """Every value is one a writer wrote, in full."""
-    for key, value in found.items():
+    for key, buffer in found.items():
+        value = bytes(buffer)  # LMDBStore's default values are memoryviews
         tag = value.split(b"|", 1)[0].split(b"=", 1)[-1].decode()
         if value != value_of(key, tag):
             TALLY.add(torn=1)

@@ -65,6 +65,7 @@ def encode(key: str, writer: str, seq: int, size: int) -> bytes:
 
 def decode(value: bytes) -> tuple[str, str, int] | None:
     """``(key, writer, seq)`` of a complete value, None for a torn or foreign one."""
+    value = bytes(value)  # LMDBStore's default values are memoryviews (no copy for bytes)
     if len(value) < 18:
         return None
     body, digest = value[:-16], value[-16:]
@@ -90,13 +91,16 @@ def store_path(kind: str, root: str) -> str:
     return os.path.join(root, {"zip": "data.zip", "dbm": "data.db", "lmdb": "data.mdb"}.get(kind, "data"))
 
 
-def open_store(kind: str, path: str, *, read_only: bool = False, new: bool = False) -> Any:
+def open_store(
+    kind: str, path: str, *, read_only: bool = False, new: bool = False, buffers: bool = True
+) -> Any:
+    """The store of ``kind`` at ``path``; ``buffers`` is LMDB's (False: values are bytes)."""
     if kind == "directory":
         return aiostore.DirectoryStore(path, read_only=read_only)
     if kind == "nested":
         return aiostore.NestedDirectoryStore(path, read_only=read_only)
     if kind == "lmdb":
-        return aiostore.LMDBStore(path, read_only=read_only)
+        return aiostore.LMDBStore(path, buffers=buffers, read_only=read_only)
     if kind == "zip":
         return aiostore.ZipStore(path, mode="r" if read_only else "w" if new else "a")
     if kind == "dbm":
@@ -105,8 +109,8 @@ def open_store(kind: str, path: str, *, read_only: bool = False, new: bool = Fal
 
 
 def read_back(kind: str, path: str) -> dict[str, bytes]:
-    """Every key and value, through a fresh read-only store."""
-    store = open_store(kind, path, read_only=True)
+    """Every key and value (bytes, kept past the close), through a fresh read-only store."""
+    store = open_store(kind, path, read_only=True, buffers=False)
     try:
         return store.get_many_sync(list(store.list_sync()))  # type: ignore[no-any-return]
     finally:
@@ -180,7 +184,7 @@ def check_read(findings: Findings, key: str, value: bytes, lock: threading.Lock)
     with lock:
         findings.checked += 1
         if meta is None or meta[0] != key:
-            findings.torn.append(f"{key}: {len(value)} bytes, {value[:40]!r}...")
+            findings.torn.append(f"{key}: {len(value)} bytes, {bytes(value[:40])!r}...")
             return None
     return meta[1], meta[2]
 
@@ -604,7 +608,8 @@ def test_dask_workers_write_and_read_one_store(client: Any, kind: str, tmp_path:
     is complete, and afterwards every key holds a value some batch wrote (exactly its
     batch's value for the keys a batch owns)."""
     path = store_path(kind, str(tmp_path))
-    store = open_store(kind, path)
+    # bytes: the values read are looked up in sets of bytes, and kept past the close
+    store = open_store(kind, path, buffers=False)
     try:
         store.set_sync("from-client", encode("from-client", "client", 0, 10))
         batches = dask_batches(rounds(16, 80), kind)
