@@ -674,6 +674,7 @@ def test_sync_cache_over_a_natively_async_store_hits_without_leaving_the_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import aiostore._protocol.store
+    import aiostore.stores.cache.flights
     import aiostore.stores.cache.store
 
     hops: list[object] = []
@@ -684,6 +685,7 @@ def test_sync_cache_over_a_natively_async_store_hits_without_leaving_the_thread(
         return real(call)
 
     monkeypatch.setattr(aiostore.stores.cache.store, "run_on_portal", counted)
+    monkeypatch.setattr(aiostore.stores.cache.flights, "run_on_portal", counted)
     monkeypatch.setattr(aiostore._protocol.store, "run_on_portal", counted)
     store = GatedStore()
     store.gate.set()

@@ -28,10 +28,16 @@ Examples
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, KeysView, Mapping
+from itertools import compress, repeat
+from operator import is_
 from typing import NamedTuple
 
+import anyio.lowlevel
+
 from aiostore._runtime.flight import RETRY, Flight
+from aiostore._runtime.portal import run_on_portal
 from aiostore.abc import Store
 from aiostore.stores.cache.lru import ByteLRU
 
@@ -72,12 +78,19 @@ class FetchesInFlight:
         self._store = store
         self._lru = lru
         self._flights: dict[str, Flight] = {}
+        # Threads with no event loop wait here for flights to end (see join_blocking).
+        self._ended = threading.Condition(lock)
+        self._blocked = 0
 
     def __contains__(self, key: object) -> bool:
         return key in self._flights
 
     def __len__(self) -> int:
         return len(self._flights)
+
+    def keys(self) -> KeysView[str]:
+        """The keys being fetched (use with the lock held)."""
+        return self._flights.keys()
 
     def get(self, key: str) -> Flight | None:
         """The fetch under way for ``key``, or None."""
@@ -110,17 +123,19 @@ class FetchesInFlight:
         flight = self.begin_locked(lead, prefetch=False) if lead else None
         return Claim(found, lead, flight, joined)
 
-    def begin_locked(self, keys: Iterable[str], *, prefetch: bool) -> Flight:
+    def begin_locked(self, keys: Iterable[str], *, prefetch: bool, thread: int | None = None) -> Flight:
         """Register a new flight for ``keys`` and return it; fetch it with :meth:`fetch`.
 
         A key another flight holds stays registered to that one: it is fetched
-        by both, but cached by that one only.
+        by both, but cached by that one only. ``thread``: the thread whose event
+        loop will fetch it, if not this one (see :attr:`Flight.thread`).
         """
         flight = Flight(prefetch=prefetch)
-        flights, lru = self._flights, self._lru
-        for key in keys:
-            flights.setdefault(key, flight)
-            lru.note_dirs_locked(key)
+        if thread is not None:
+            flight.thread = thread
+        keys = keys if isinstance(keys, list) else list(keys)
+        deque(map(self._flights.setdefault, keys, repeat(flight)), maxlen=0)
+        self._lru.note_dirs_many_locked(keys)
         return flight
 
     def discard_locked(self, key: str) -> None:
@@ -157,6 +172,12 @@ class FetchesInFlight:
                     found = {}
             else:
                 found = await self._store.get_many(keys)
+            if flight.prefetch:
+                # Let the fetches waiting for the store send their requests before
+                # this answer is cached: a store that hands its free connections to
+                # whoever asks first would otherwise let the next prefetch batch
+                # overtake earlier ones -- the ones a reader wants next.
+                await anyio.lowlevel.cancel_shielded_checkpoint()
         except BaseException as exc:
             # An error is shared with the readers who joined; a cancellation
             # is not (they retry on their own).
@@ -164,6 +185,18 @@ class FetchesInFlight:
             raise
         self._finish(flight, keys, found, None, finished_locked)
         return found
+
+    def abandon(
+        self,
+        flight: Flight,
+        keys: list[str],
+        finished_locked: Callable[[list[str], dict[str, bytes] | None], object] | None = None,
+    ) -> None:
+        """End ``flight`` unfetched (call without the lock held): its readers fetch its keys again.
+
+        For a flight begun with :meth:`begin_locked` that :meth:`fetch` will never run.
+        """
+        self._finish(flight, keys, None, None, finished_locked)
 
     def _finish(
         self,
@@ -174,35 +207,123 @@ class FetchesInFlight:
         finished_locked: Callable[[list[str], dict[str, bytes] | None], object] | None,
     ) -> None:
         with self._lock:
-            flights = self._flights
             if finished_locked is not None:
                 finished_locked(keys, found)
-            for key in keys:
-                # A write or invalidation since the fetch began unregistered it:
-                # what it read may be older than the store, so it is not cached.
-                if flights.get(key) is flight:
-                    del flights[key]
-                    value = found.get(key) if found is not None else None
-                    if value is not None:
-                        self._lru.put_locked(key, value)
-                        if flight.prefetch:
-                            self._lru.mark_unread_locked(key)
+            # A write or invalidation since the fetch began unregistered some keys:
+            # what it read of them may be older than the store, so it is not cached.
+            flights = self._flights
+            mine = list(compress(keys, map(is_, map(flights.get, keys), repeat(flight))))
+            deque(map(flights.pop, mine, repeat(None)), maxlen=0)
+            if found:
+                get = found.get
+                cached = {key: value for key in mine if (value := get(key)) is not None}
+                self._lru.put_many_locked(cached, unread=flight.prefetch)
         flight.finish(self._lock, found, error)
+        with self._lock:
+            if self._blocked:
+                self._ended.notify_all()
+
+    def joinable_locked(self, keys: Iterable[str], caller: int) -> dict[Flight, list[str]] | None:
+        """``keys`` by the flight getting them, if other threads' flights get every one, else None.
+
+        A flight running in the thread ``caller`` does not count (see :meth:`claim_locked`).
+        """
+        joined: dict[Flight, list[str]] = {}
+        flights = self._flights
+        for key in keys:
+            other = flights.get(key)
+            if other is None or other.thread == caller:
+                return None
+            joined.setdefault(other, []).append(key)
+        return joined
+
+    async def read(
+        self, keys: list[str], caller: int | None, claimed_locked: Callable[[list[str], Claim], object]
+    ) -> dict[str, bytes]:
+        """A reader's ``keys``: the hits, one fetch of the keys no fetch is getting,
+        the answers of the fetches under way for the others (see :meth:`claim_locked`
+        for ``caller``); keys a fetch ended without an answer for are read again.
+
+        ``claimed_locked(keys, claim)`` is called with the lock held once the keys
+        are sorted (the cache counts its hits there).
+        """
+        with self._lock:
+            claim = self.claim_locked(keys, caller)
+            claimed_locked(keys, claim)
+        found, lead, flight, joined = claim
+        if flight is not None:
+            found.update(await self.fetch(flight, lead))
+        if joined:
+            joined_found, retry = await self.join(joined)
+            found.update(joined_found)
+            if retry:
+                found.update(await self.read(retry, caller, claimed_locked))
+        return found
+
+    def read_blocking(
+        self, keys: list[str], caller: int, claimed_locked: Callable[[list[str], Claim], object]
+    ) -> dict[str, bytes]:
+        """:meth:`read` for a reader in the thread ``caller``, which has no event loop.
+
+        If other threads' fetches are getting every one of ``keys`` (a prefetch,
+        as a rule), it waits for them here (:meth:`join_blocking`), waking no
+        event loop; anything else is read on aiostore's background loop.
+        """
+        with self._lock:
+            joined = self.joinable_locked(keys, caller)
+            if joined is not None:
+                claimed_locked(keys, Claim({}, [], None, joined))
+        found: dict[str, bytes] = {}
+        if joined is not None:
+            found, keys = self.join_blocking(joined)
+        if keys:
+            found.update(run_on_portal(self.read(keys, caller, claimed_locked)))
+        return found
 
     async def join(self, joined: Mapping[Flight, list[str]]) -> tuple[dict[str, bytes], list[str]]:
         """Wait for other readers' flights; return ``({key: value}, keys to fetch again)``.
 
-        A key missing from the store is in neither. Raises the error of a
-        reader's fetch that failed (a failed prefetch's keys are fetched again).
+        A key missing from the store is in neither; the values a prefetch
+        brought are read (see :meth:`ByteLRU.consume_unread_locked`). Raises the
+        error of a reader's fetch that failed (a failed prefetch's keys are
+        fetched again).
         """
+        for other in joined:
+            await other.wait(self._lock)
+        return self._outcomes(joined)
+
+    def join_blocking(self, joined: Mapping[Flight, list[str]]) -> tuple[dict[str, bytes], list[str]]:
+        """:meth:`join` for a thread with no event loop of its own: it waits here.
+
+        A sync reader waits for a prefetch this way rather than on the
+        background loop, so the loop it would wake (where the fetches run)
+        keeps to its fetches. The flights must run in other threads.
+        """
+        with self._ended:
+            self._blocked += 1
+            try:
+                for other in joined:
+                    other.waiting += 1
+                    try:
+                        while not other.done:
+                            self._ended.wait()
+                    finally:
+                        other.waiting -= 1
+            finally:
+                self._blocked -= 1
+        return self._outcomes(joined)
+
+    def _outcomes(self, joined: Mapping[Flight, list[str]]) -> tuple[dict[str, bytes], list[str]]:
         found: dict[str, bytes] = {}
         retry: list[str] = []
         for other, other_keys in joined.items():
-            await other.wait(self._lock)
             for key in other_keys:
                 outcome = other.outcome(key)
                 if isinstance(outcome, bytes):
                     found[key] = outcome
                 elif outcome is RETRY:
                     retry.append(key)
+        if found and self._lru.has_unread:
+            with self._lock:
+                self._lru.consume_unread_locked(found)
         return found, retry

@@ -31,10 +31,12 @@ Examples
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
+from itertools import filterfalse
 
 from aiostore._runtime.flight import Flight
+from aiostore._runtime.portal import portal_loop, portal_thread
 from aiostore._runtime.workers import WAIT, PortalWorkers, Wait
 from aiostore.stores.cache.flights import FetchesInFlight
 from aiostore.stores.cache.lru import ByteLRU
@@ -84,7 +86,11 @@ class Prefetcher:
         self._batch_size = batch_size
         self._lock = lock
         self._queue: OrderedDict[str, None] = OrderedDict()
-        # Keys in prefetch batches under way; the sizes of the values prefetched so far.
+        # A batch handed out at once by start(), for the workers to take first.
+        self._ready: deque[Job] = deque()
+        # Batches handed out and not finished (at most ``concurrency``), and their keys;
+        # the sizes of the values prefetched so far.
+        self._jobs = 0
         self._pending = 0
         self._prefetched_bytes = 0
         self._prefetched_values = 0
@@ -118,14 +124,13 @@ class Prefetcher:
 
         Call :meth:`start` afterwards (without the lock) to have them fetched.
         """
-        values, inflight, queue = self._lru, self._flights, self._queue
-        queued = 0
-        for key in keys:
-            if key in values or key in inflight or key in queue:
-                continue
-            queue[key] = None
-            queued += 1
-        return queued
+        queue = self._queue
+        held, flying = self._lru.keys(), self._flights.keys()
+        fresh = filterfalse(flying.__contains__, filterfalse(held.__contains__, keys))
+        before = len(queue)
+        # C-level loops (a big prefetch returns sooner); a key queued already stays where it is.
+        deque(map(queue.setdefault, fresh), maxlen=0)
+        return len(queue) - before
 
     def dequeue_locked(self, key: str) -> None:
         """Take ``key`` off the queue, if queued (a reader fetches it itself)."""
@@ -139,6 +144,12 @@ class Prefetcher:
         what batches under way are expected to bring) stay within it: a batch is
         sized to the room left, at the average size of the values prefetched so far.
         """
+        if self._ready:
+            return self._ready.popleft()
+        return self._new_job_locked()
+
+    def _new_job_locked(self, thread: int | None = None) -> Job | Wait | None:
+        # A new batch off the queue (see next_job_locked), its fetch to run in ``thread``.
         if not self._queue:
             return None
         count = self._batch_size
@@ -151,14 +162,15 @@ class Prefetcher:
             if average:
                 count = max(1, min(count, (max_size - expected) // average))
         keys: list[str] = []
-        queue, values, inflight = self._queue, self._lru, self._flights
+        queue, held, flying = self._queue, self._lru.keys(), self._flights.keys()
         while queue and len(keys) < count:
-            key, _ = queue.popitem(last=False)
-            if key not in values and key not in inflight:
-                keys.append(key)
+            # Keys cached or fetched by readers since they were queued are skipped.
+            taken = [queue.popitem(last=False)[0] for _ in range(min(count - len(keys), len(queue)))]
+            keys += filterfalse(flying.__contains__, filterfalse(held.__contains__, taken))
         if not keys:
             return None
-        flight = inflight.begin_locked(keys, prefetch=True)
+        flight = self._flights.begin_locked(keys, prefetch=True, thread=thread)
+        self._jobs += 1
         self._pending += len(keys)
         return flight, keys
 
@@ -167,6 +179,7 @@ class Prefetcher:
 
         Passed to :meth:`FetchesInFlight.fetch`, which calls it.
         """
+        self._jobs -= 1
         self._pending -= len(keys)
         if found:
             self._prefetched_values += len(found)
@@ -174,8 +187,26 @@ class Prefetcher:
 
     # -- the workers -----------------------------------------------------------------------
     def start(self) -> None:
-        """Make sure workers are fetching the queue (call without the lock held)."""
-        self._workers.start()
+        """Make sure workers are fetching the queue (call without the lock held).
+
+        If fewer than ``concurrency`` batches are under way, the next one is
+        handed out at once, in the caller's thread: its keys are in flight when
+        this returns, so a reader who asks for them next waits for that fetch
+        instead of fetching a key of its own ahead of it (the workers hand out
+        the batches after it while that one is under way).
+        """
+        portal_loop()  # the workers' loop, started if need be
+        thread = portal_thread()
+        with self._lock:
+            if self._jobs < self._concurrency:
+                job = self._new_job_locked(thread.ident if thread is not None else None)
+                if isinstance(job, tuple):
+                    self._ready.append(job)
+        try:
+            self._workers.start()
+        except BaseException:
+            self._abandon_ready()
+            raise
 
     def wake_locked(self) -> None:
         """Let waiting workers look for room again, if there is some."""
@@ -187,7 +218,15 @@ class Prefetcher:
         """Empty the queue, cancel the workers and wait for them (call without the lock held)."""
         with self._lock:
             self._queue.clear()
+        self._abandon_ready()
         await self._workers.stop()
+
+    def _abandon_ready(self) -> None:
+        # Batches handed out that no worker will fetch: their readers fetch for themselves.
+        with self._lock:
+            ready, self._ready = self._ready, deque()
+        for flight, keys in ready:
+            self._flights.abandon(flight, keys, self.finished_locked)
 
     async def _run_job(self, job: Job) -> None:
         flight, keys = job

@@ -15,8 +15,10 @@ Where things run
 Async callers run the cache in their own event loop. Sync callers (the
 ``*_sync`` methods, :class:`aiostore.sync.LRUStoreCache`) are served hits in
 their own thread, a dict lookup under a lock, and write through the store's
-``*_sync`` methods; a sync miss runs the async read path, single-flight and
-all, on aiostore's background loop, where prefetching also runs.
+``*_sync`` methods; a sync reader of keys all being fetched (a prefetch, as a
+rule) waits for them in its own thread too, and any other miss runs the async
+read path, single-flight and all, on aiostore's background loop, where
+prefetching also runs.
 
 Examples
 --------
@@ -51,6 +53,7 @@ from aiostore.abc import (
     slice_byte_range,
 )
 from aiostore.keys import check_key_collection
+from aiostore.stores.cache.flights import Claim
 from aiostore.stores.cache.lru import ByteLRU
 from aiostore.stores.cache.parts import CacheParts, make_parts, renewed_parts
 from aiostore.stores.mapping import as_store
@@ -98,7 +101,7 @@ class LRUStoreCache(Store):
     ['k'] True
     """
 
-    #: Hits and writes run in the caller's thread (a miss, on the background loop).
+    #: Hits, writes and waits for a prefetch run in the caller's thread (other misses: background loop).
     supports_sync_io = True
 
     def __init__(
@@ -202,14 +205,9 @@ class LRUStoreCache(Store):
     async def get(self, key: str, byte_range: ByteRange | None = None) -> bytes:
         """Return ``key``'s value, from memory when cached. See :meth:`Store.get`."""
         if byte_range is None and not self._closed:
-            try:
-                with self._lock:
-                    value = self._lru.read_locked(key)
-                    if value is not None:
-                        self.hits += 1
-                        return value
-            except TypeError:  # unhashable: the key gate names the problem
-                pass
+            value = self._hit(key)
+            if value is not None:
+                return value
         return await super().get(key, byte_range)
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
@@ -225,17 +223,26 @@ class LRUStoreCache(Store):
         # Some misses: look every key up again, normalized, and fetch the misses.
         return await super().get_many(keys)
 
-    def _all_hits(self, keys: list[str] | tuple[str, ...]) -> dict[str, bytes] | None:
-        """The fast path of both sides: ``{key: value}`` if every key, as given, is
-        cached (C-level loops, no key gate: a cached key passed it when cached)."""
+    def _hit(self, key: str) -> bytes | None:
+        # ``key``'s value if cached (a hit), else None: no key gate, as in ``_all_hits``.
         try:
             with self._lock:
-                found = self._lru.read_all_locked(keys)
-                if found is not None:
-                    self.hits += len(found)
-                return found
-        except TypeError:  # an unhashable key: the key gate names it
+                value = self._lru.read_locked(key)
+                if value is not None:
+                    self.hits += 1
+                return value
+        except TypeError:  # unhashable: the key gate names the problem
             return None
+
+    def _all_hits(self, keys: list[str] | tuple[str, ...]) -> dict[str, bytes] | None:
+        """The fast path of both sides: ``{key: value}`` if every key, as given, is
+        cached (C-level loops, no key gate: a cached key passed it when cached, and
+        normalizing a normalized key gives it back)."""
+        with self._lock:
+            found = self._lru.read_all_locked(keys)
+            if found is not None:
+                self.hits += len(found)
+            return found
 
     async def _get(self, key: str, byte_range: ByteRange | None) -> bytes:
         if byte_range is None:
@@ -254,28 +261,19 @@ class LRUStoreCache(Store):
         # A part of a value is not worth caching; the store reads just that part.
         return await self._store.get(key, byte_range)
 
-    async def _get_many(self, keys: list[str], caller: int | None = None) -> dict[str, bytes]:
-        """Hits from memory, misses fetched in one batch; a key another fetch is
-        getting is waited for -- unless that fetch runs in the thread ``caller``
-        (a sync reader's, blocked until this returns), where it fetches anew."""
-        with self._lock:
-            found, lead, flight, joined = self._inflight.claim_locked(keys, caller)
-            for key in lead:
-                # Not cached, not in flight (or queued for prefetch: this reader
-                # is first, so it fetches the key itself now).
-                self._prefetcher.dequeue_locked(key)
-            self.hits += len(found)
-            self.misses += len(keys) - len(found)
-            if found and self._lru.has_unread:
-                self._lru.consume_unread_locked(found)
-        if flight is not None:
-            found.update(await self._inflight.fetch(flight, lead))
-        if joined:
-            joined_found, retry = await self._inflight.join(joined)
-            found.update(joined_found)
-            if retry:
-                found.update(await self._get_many(retry, caller))
-        return found
+    async def _get_many(self, keys: list[str]) -> dict[str, bytes]:
+        # Hits from memory, misses fetched in one batch, keys being fetched waited for.
+        return await self._inflight.read(keys, None, self._claimed_locked)
+
+    def _claimed_locked(self, keys: list[str], claim: Claim) -> None:
+        for key in claim.lead:
+            # Not cached, not in flight (or queued for prefetch: this reader
+            # is first, so it fetches the key itself now).
+            self._prefetcher.dequeue_locked(key)
+        self.hits += len(claim.found)
+        self.misses += len(keys) - len(claim.found)
+        if claim.found and self._lru.has_unread:
+            self._lru.consume_unread_locked(claim.found)
 
     async def _contains(self, key: str) -> bool:
         return await self._listings.contains(key)
@@ -329,12 +327,15 @@ class LRUStoreCache(Store):
     # -- the sync side: hits and writes in the caller's thread --------------------------
     def get_sync(self, key: str, byte_range: ByteRange | None = None) -> bytes:
         """Blocking :meth:`get`: a hit never leaves the caller's thread."""
-        if byte_range is None:
-            found = self.get_many_sync([key])
-            if found:
-                return next(iter(found.values()))
-            raise KeyError(key)
-        return run_on_portal(self.get(key, byte_range))
+        if byte_range is not None:
+            return run_on_portal(self.get(key, byte_range))
+        value = None if self._closed else self._hit(key)
+        if value is None:
+            found = self.get_many_sync([key])  # the key gate, then the miss
+            if not found:
+                raise KeyError(key)
+            value = next(iter(found.values()))
+        return value
 
     def get_many_sync(self, keys: Iterable[str]) -> dict[str, bytes]:
         """Blocking :meth:`get_many`: hits from memory in the caller's thread; the
@@ -352,7 +353,7 @@ class LRUStoreCache(Store):
             self.hits += len(found)
         if len(found) < len(normalized):
             missing = [key for key in normalized if key not in found]
-            found.update(run_on_portal(self._get_many(missing, threading.get_ident())))
+            found.update(self._inflight.read_blocking(missing, threading.get_ident(), self._claimed_locked))
         return found
 
     def set_sync(self, key: str, value: BufferLike) -> None:
@@ -386,15 +387,13 @@ class LRUStoreCache(Store):
     def prefetch(self, keys: Iterable[str]) -> int:
         """Start fetching ``keys`` in the background and return at once.
 
-        Keys cached, in flight or queued are skipped. Up to ``prefetch_concurrency``
-        batches of ``prefetch_batch_size`` keys are fetched at a time, on
-        aiostore's background loop (from async and sync code alike). While the
-        values fetched and not yet read fill ``max_size``, prefetching waits for
-        readers; values already read are evicted before those not read yet. A
-        read of a key being fetched waits for that fetch; of a key still queued,
-        fetches it at once. A failed background fetch is counted in
-        :attr:`prefetch_errors`, never raised; a later read fetches its keys
-        again. :meth:`aclose` stops the background work.
+        Keys cached, in flight or queued are skipped. Up to ``prefetch_concurrency`` batches of
+        ``prefetch_batch_size`` keys are fetched at a time, on aiostore's background loop (from async and
+        sync code alike); the first is in flight when this returns. While the values fetched and not yet
+        read fill ``max_size``, prefetching waits for readers; values already read are evicted before those
+        not read yet. A read of a key being fetched waits for that fetch; of a key still queued, fetches it
+        at once. A failed background fetch is counted in :attr:`prefetch_errors`, never raised; a later read
+        fetches its keys again. :meth:`aclose` stops the background work.
 
         Returns
         -------
@@ -412,7 +411,7 @@ class LRUStoreCache(Store):
         >>> cache.close()
         """
         check_open(self)
-        normalized = [self.check_key(key) for key in keys]
+        normalized = self.check_keys(keys)
         with self._lock:
             queued = self._prefetcher.enqueue_locked(normalized)
         if queued:
