@@ -95,8 +95,12 @@ class SyncStore(Zarr2Protocol, MutableMapping[str, bytes], Generic[S]):
         check_key_collection(keys)
         requested = keys if isinstance(keys, list) else list(keys)
         found = self._store.get_many_sync(requested)
-        if len(found) == len(requested) and all(map(found.__contains__, requested)):
-            return found  # every key was already normal (zarr's own keys, as a rule)
+        # Every key already normal (zarr's own keys, as a rule); the answer in the
+        # order asked (a warm cache's) is one C-level list compare.
+        if len(found) == len(requested) and (
+            list(found) == requested or all(map(found.__contains__, requested))
+        ):
+            return found
         answer: dict[str, bytes] = {}
         for key in requested:
             value = found.get(key)
