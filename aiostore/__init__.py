@@ -106,9 +106,9 @@ def set_request_limit(requests: int) -> None:
 
 def set_disk_thread_limit(threads: int) -> None:
     """Bound the worker threads one batch of file, Zip, DBM or LMDB work may fan
-    out to, process-wide, async and sync sides alike. A batch only uses more than
-    one thread per core while its reads wait on the disk (a cold page cache, a
-    network file system); the default is twice the cores, between 4 and 8.
+    out to, process-wide, async and sync sides alike. A batch uses more than one
+    thread only while its work waits on the disk (a cold page cache, a network
+    file system, writes); the default is twice the cores, between 4 and 8.
 
     >>> set_disk_thread_limit(8); set_disk_thread_limit(4)
     """

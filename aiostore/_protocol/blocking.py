@@ -233,7 +233,8 @@ class BlockingStore(Store):
 
     async def _set_many(self, items: list[tuple[str, Buffer]]) -> None:
         split = self.split_batches and self.split_writes
-        _raise_write_failures(await offload_batch(self.resource, self._set_blocking, items, split=split))
+        parts = await offload_batch(self.resource, self._set_blocking, items, split=split, waits=True)
+        _raise_write_failures(parts)
 
     async def _delete(self, key: str) -> None:
         await offload(self.resource, self._delete_one, key)
@@ -348,7 +349,7 @@ class BlockingStore(Store):
         with also_failed(conflicts):
             if items:
                 split = self.split_batches and self.split_writes
-                parts = run_batch_sync(self.resource, self._set_blocking, items, split=split)
+                parts = run_batch_sync(self.resource, self._set_blocking, items, split=split, waits=True)
                 if len(parts) == 1 and isinstance(parts[0][1], BaseException):
                     raise parts[0][1]  # one call: what it raised, as a direct call would
                 _raise_write_failures(parts)

@@ -2,19 +2,18 @@
 
 A batch starts on one *lane* (a thread working through it). Each lane takes a
 chunk of keys, runs it, and times it twice: on the wall clock and on its own
-thread's CPU clock. A chunk whose thread spent most of its time *not* running
-waited on the disk or the network (a cold page cache, a network file system,
-an object store): more lanes overlap those waits, up to the resource's thread
-limit. A chunk that ran all along (page-cache hits, lean ``os`` calls) gains
-from more lanes only while there are free cores -- beyond that, threads only
-hand the GIL to each other -- so its batch grows to at most one lane per core.
+thread's CPU clock. While the batch's threads spend most of their time *not*
+running, it waits on the disk or the network (a cold page cache, a network file
+system, an object store): more lanes overlap those waits, up to the resource's
+thread limit. A batch that runs all along -- page-cache hits, lean ``os``
+calls -- stays on its one lane: more threads would only hand the GIL (and the
+kernel's page-fault lock) to each other. Measured here, 10,000 warm 16 KiB
+files: one lane 0.066-0.076 s, two 0.091-0.104 s; with no page faults at all
+(reads into one reused buffer) one thread 0.048 s, two 0.066 s. Writes are
+declared waiting work (``waits=True``): creating and renaming files waits on the
+file system's journal (2,000-4,000 files: four lanes 0.197 s, two 0.217 s).
 A lane is added only while the work left gives each lane a few milliseconds,
 so small batches stay on one thread (one thread hop, or none on the sync side).
-
-Measured on 2 cores, 10,000 warm 16 KiB files: a static 4 threads took 0.222 s,
-2 threads 0.168 s, this policy 0.173 s; the same files evicted from the page
-cache: 4 threads 0.522 s, 2 threads 0.768 s, this policy 0.543 s
-(benchmarks/RESULTS.md).
 
 Both sides use the same :class:`Fanout`: the async side runs each lane as a
 thread hop (:func:`aiostore._runtime.offload.offload_batch`), the sync side
@@ -55,8 +54,8 @@ R = TypeVar("R")
 
 #: Worker threads per resource class, process-wide, for both sides. Disk: a few
 #: lanes overlap waits on a cold disk (1 thread 1.09 s, 2: 0.75 s, 4: 0.51 s,
-#: 8: 0.47 s for 10,000 evicted files here); warm reads never use more lanes
-#: than cores. Network: requests in flight.
+#: 8: 0.47 s for 10,000 evicted files here); warm reads stay on one lane.
+#: Network: requests in flight.
 _THREAD_LIMITS: dict[str, int] = {
     "disk": max(4, min(8, 2 * (os.cpu_count() or 1))),
     "network": 32,
@@ -72,7 +71,7 @@ LANE_SECONDS = 0.002
 #: evicted 16 KiB files on this machine's disk, 0.99 for page-cache hits.
 SOLO_WAIT_SHARE = 0.5
 #: Once it has several lanes, they also wait for the GIL and for each other, so
-#: only a lower share means the disk (0.53 measured for warm reads on 2 busy cores).
+#: only a lower share means the disk (0.53 measured for two lanes of warm reads).
 WAIT_SHARE = 0.3
 
 
@@ -120,13 +119,18 @@ class Fanout(Generic[T, R]):
     """
 
     def __init__(
-        self, fn: Callable[[Sequence[T]], R], items: Sequence[T], *, limit: int, min_chunk: int
+        self,
+        fn: Callable[[Sequence[T]], R],
+        items: Sequence[T],
+        *,
+        limit: int,
+        min_chunk: int,
+        waits: bool = False,
     ) -> None:
         self._fn = fn
         self._items = items
         self._size = len(items)
         self._limit = max(1, limit)
-        self._cores = max(1, min(self._limit, os.cpu_count() or 1))
         self._min_chunk = max(1, min_chunk)
         self._chunk = self._min_chunk  # the first chunk is a probe: its time decides
         self._next = 0
@@ -135,7 +139,7 @@ class Fanout(Generic[T, R]):
         self._stopped = False
         self._keys_done = 0
         self._wall_total = self._cpu_total = 0.0
-        self._waited = False
+        self._waited = waits  # declared (writes), or seen in the chunks' times
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._done: list[tuple[int, Sequence[T], R | Exception]] = []
@@ -220,7 +224,6 @@ class Fanout(Generic[T, R]):
             left=left,
             min_chunk=self._min_chunk,
             limit=self._limit,
-            cores=self._cores,
         )
         more = target - self._lanes
         if self._stopped or more <= 0:
@@ -241,19 +244,18 @@ class Fanout(Generic[T, R]):
         return [(part, result) for _, part, result in done]
 
 
-def plan(
-    keys: int, wall: float, *, waited: bool, left: int, min_chunk: int, limit: int, cores: int
-) -> tuple[int, int]:
+def plan(keys: int, wall: float, *, waited: bool, left: int, min_chunk: int, limit: int) -> tuple[int, int]:
     """The policy: after chunks of ``keys`` keys in all that took ``wall`` seconds
     (summed over their threads), with ``left`` keys still to hand out, return the
     size of the next chunks and how many lanes the batch should have. ``waited``:
-    the batch's threads were mostly off the CPU (see :data:`SOLO_WAIT_SHARE`).
+    the batch's threads were mostly off the CPU (see :data:`SOLO_WAIT_SHARE`), or
+    its work is declared waiting (writes).
 
-    >>> plan(16, 0.016, waited=True, left=1000, min_chunk=16, limit=4, cores=2)  # up to the limit
+    >>> plan(16, 0.016, waited=True, left=1000, min_chunk=16, limit=4)  # waits: up to the limit
     (16, 4)
-    >>> plan(16, 0.0003, waited=False, left=10000, min_chunk=16, limit=4, cores=2)  # one lane a core
-    (53, 2)
-    >>> plan(16, 0.0003, waited=False, left=30, min_chunk=16, limit=4, cores=2)  # too little left
+    >>> plan(16, 0.0003, waited=False, left=10000, min_chunk=16, limit=4)  # runs: one lane
+    (53, 1)
+    >>> plan(16, 0.0003, waited=True, left=30, min_chunk=16, limit=4)  # too little left
     (53, 0)
     """
     per_key = wall / max(1, keys)
@@ -261,7 +263,7 @@ def plan(
     chunk = max(min_chunk, min(CHUNK_KEYS, fitting))
     if not left:
         return chunk, 0
-    cap = limit if waited else cores
+    cap = limit if waited else 1
     worth = int(left * per_key / LANE_SECONDS)
     return chunk, min(cap, worth, -(-left // chunk))
 
@@ -295,13 +297,15 @@ def run_batch_sync(
     *,
     split: bool = True,
     min_chunk: int = 16,
+    waits: bool = False,
 ) -> list[tuple[Sequence[T], R | Exception]]:
     """Run ``fn`` over ``items`` from a sync caller, with no event loop.
 
     The caller's thread is the first lane; lanes the policy adds run in
     :func:`lane_pool`. Returns ``(chunk, result or exception)`` pairs in
     order. A batch that is not split (one transaction, one writer), has no
-    ``resource`` or fits one chunk is one call in the caller's thread. If the
+    ``resource`` or fits one chunk is one call in the caller's thread;
+    ``waits`` declares work that waits on the device (writes). If the
     caller is interrupted, no new chunk starts and the running ones finish
     before the interruption goes on (a write never lands after its caller left).
     """
@@ -310,7 +314,7 @@ def run_batch_sync(
             return [(items, fn(items))]
         except Exception as exc:
             return [(items, exc)]
-    batch = Fanout(fn, items, limit=_THREAD_LIMITS[resource], min_chunk=min_chunk)
+    batch = Fanout(fn, items, limit=_THREAD_LIMITS[resource], min_chunk=min_chunk, waits=waits)
     pool = lane_pool(resource)
 
     def spawn(count: int) -> None:

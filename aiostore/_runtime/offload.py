@@ -200,12 +200,13 @@ async def offload_batch(
     *,
     split: bool = True,
     min_part_size: int = MIN_KEYS_PER_PART,
+    waits: bool = False,
 ) -> list[tuple[Sequence[T], R | BaseException]]:
     """Run ``fn`` over parts of ``items`` in worker threads, fanned out as it pays.
 
     The batch starts as one thread hop working through chunks of ``items``
     (:class:`~aiostore._runtime.fanout.Fanout`: more hops join while its chunks
-    wait on the disk or the network, at most one per core while they do not).
+    wait on the disk or the network, or ``waits`` declares they do: writes).
     Returns ``(part, result)`` pairs in order, the result being the exception
     the part raised if it failed: one part failing does not stop the others, so
     a caller can report exactly what failed. Running parts are never abandoned
@@ -224,7 +225,7 @@ async def offload_batch(
             return [(items, await _hop(fn, items, limiter=limiter))]
         except Exception as exc:
             return [(items, exc)]
-    batch = Fanout(fn, items, limit=thread_limit(resource), min_chunk=min_part_size)
+    batch = Fanout(fn, items, limit=thread_limit(resource), min_chunk=min_part_size, waits=waits)
     token = anyio.lowlevel.current_token()
     # In anyio's worker threads a lane sees its caller's cancellation between chunks.
     check = None if _EXECUTOR_HOPS.get() else anyio.from_thread.check_cancelled
@@ -303,7 +304,7 @@ async def offload_each(resource: str, items: Sequence[T], one: Callable[[T], R])
         return out
 
     results: list[R | Exception] = []
-    for _, result in await offload_batch(resource, part, items, min_part_size=1):
+    for _, result in await offload_batch(resource, part, items, min_part_size=1, waits=True):
         if isinstance(result, BaseException):
             raise result
         results.extend(result)
