@@ -21,6 +21,9 @@ from aiostore._protocol.checks import (
     check_rename,
     check_writable,
     child_name,
+    joined_values,
+    merged_values,
+    raise_write_failures,
 )
 from aiostore._protocol.store import Store
 from aiostore._runtime.coalesce import GetCoalescer
@@ -174,8 +177,8 @@ class BlockingStore(Store):
     # -- whole operations, blocking: what both sides run ------------------------------
     def _read_values(self, keys: Sequence[str]) -> dict[str, bytes]:
         values = self._get_blocking(list(zip(keys, repeat(None))))
-        # C-level loops for the usual batch: every key present. ``is``, not ``in``: a
-        # buffer compared with None raises and clears an error inside (0.19 µs a value).
+        # C-level loops for the usual batch, every key present. ``is``: a buffer compared
+        # with None (``in``) raises and clears an error inside (0.19 µs a value).
         if not any(map(is_, values, repeat(None))):
             return dict(zip(keys, values, strict=True))  # type: ignore[arg-type]
         return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
@@ -223,24 +226,25 @@ class BlockingStore(Store):
         return value
 
     async def _get_ranges(self, requests: list[Request]) -> list[bytes | None]:
-        return _joined_values(await self._offload_batch(self._get_blocking, requests))
+        return joined_values(await self._offload_batch(self._get_blocking, requests))
 
     async def _get_many(self, keys: list[str]) -> dict[str, bytes]:
-        return _merged_values(await self._offload_batch(self._read_values, keys))
+        return merged_values(await self._offload_batch(self._read_values, keys))
 
     async def _set(self, key: str, value: Buffer) -> None:
         await offload(self.resource, self._set_one, key, value)
 
     async def _set_many(self, items: list[tuple[str, Buffer]]) -> None:
         split = self.split_batches and self.split_writes
-        parts = await offload_batch(self.resource, self._set_blocking, items, split=split, waits=True)
-        _raise_write_failures(parts)
+        raise_write_failures(
+            await offload_batch(self.resource, self._set_blocking, items, split=split, waits=True)
+        )
 
     async def _delete(self, key: str) -> None:
         await offload(self.resource, self._delete_one, key)
 
     async def _delete_many(self, keys: list[str]) -> None:
-        _joined_values(await self._offload_batch(self._delete_blocking, keys))
+        joined_values(await self._offload_batch(self._delete_blocking, keys))
 
     async def _contains(self, key: str) -> bool:
         return await offload(self.resource, self._contains_blocking, key)
@@ -327,13 +331,13 @@ class BlockingStore(Store):
         """Blocking :meth:`~Store.get_many`."""
         check_open(self)
         normalized = self.check_keys(keys)
-        return _merged_values(self._batch_sync(self._read_values, normalized)) if normalized else {}
+        return merged_values(self._batch_sync(self._read_values, normalized)) if normalized else {}
 
     def get_ranges_sync(self, requests: Iterable[tuple[str, ByteRange | None]]) -> list[bytes | None]:
         """Blocking :meth:`~Store.get_ranges`."""
         check_open(self)
         checked = [(self.check_key(k), check_byte_range(r)) for k, r in requests]
-        return _joined_values(self._batch_sync(self._get_blocking, checked)) if checked else []
+        return joined_values(self._batch_sync(self._get_blocking, checked)) if checked else []
 
     def set_sync(self, key: str, value: BufferLike) -> None:
         """Blocking :meth:`~Store.set`."""
@@ -352,7 +356,7 @@ class BlockingStore(Store):
                 parts = run_batch_sync(self.resource, self._set_blocking, items, split=split, waits=True)
                 if len(parts) == 1 and isinstance(parts[0][1], BaseException):
                     raise parts[0][1]  # one call: what it raised, as a direct call would
-                _raise_write_failures(parts)
+                raise_write_failures(parts)
 
     def delete_sync(self, key: str) -> None:
         """Blocking :meth:`~Store.delete`."""
@@ -364,7 +368,7 @@ class BlockingStore(Store):
         check_writable(self)
         normalized = self.check_keys(keys)
         if normalized:
-            _joined_values(self._batch_sync(self._delete_blocking, normalized))
+            joined_values(self._batch_sync(self._delete_blocking, normalized))
 
     def contains_sync(self, key: str) -> bool:
         """Blocking :meth:`~Store.contains`."""
@@ -414,38 +418,3 @@ class BlockingStore(Store):
         """Blocking :meth:`~Store.aclose`: flush, release, mark closed; later calls do nothing."""
         if not self._closed:
             self._close_once()
-
-
-# -- a batch's parts, put back together: the same for both sides --------------------------
-def _joined_values(parts: Sequence[tuple[Sequence[Any], Any]]) -> list[Any]:
-    """The parts' result lists, joined in order; the first part's exception is raised."""
-    joined: list[Any] = []
-    for _, result in parts:
-        if isinstance(result, BaseException):
-            raise result
-        joined.extend(result)
-    return joined
-
-
-def _merged_values(parts: Sequence[tuple[Sequence[Any], Any]]) -> dict[str, bytes]:
-    """The parts' ``{key: value}`` results, merged; the first part's exception is raised."""
-    if len(parts) == 1 and not isinstance(parts[0][1], BaseException):
-        return parts[0][1]  # type: ignore[no-any-return]
-    merged: dict[str, bytes] = {}
-    for _, result in parts:
-        if isinstance(result, BaseException):
-            raise result
-        merged.update(result)
-    return merged
-
-
-def _raise_write_failures(parts: Sequence[tuple[Sequence[Any], Any]]) -> None:
-    """Raise one :class:`~aiostore.BatchWriteError` naming every key the parts failed to write."""
-    failed: dict[str, BaseException] = {}
-    for part, error in parts:
-        if isinstance(error, BatchWriteError):
-            failed.update(error.failed)
-        elif isinstance(error, BaseException):
-            failed.update({key: error for key, _ in part})
-    if failed:
-        raise BatchWriteError(failed)

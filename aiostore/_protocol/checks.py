@@ -9,7 +9,7 @@ flat byte buffers. Re-exported by :mod:`aiostore.abc`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import anyio
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "also_failed",
+    "joined_values",
+    "merged_values",
+    "raise_write_failures",
     "check_rename",
     "collect",
     "Buffer",
@@ -279,3 +282,38 @@ def split_conflicts(
     if conflicts:
         items = [(key, value) for key, value in items if key not in conflicts]
     return items, conflicts
+
+
+# -- a batch's parts (see aiostore._runtime.offload_batch), put back together ----------------
+def joined_values(parts: Sequence[tuple[Sequence[Any], Any]]) -> list[Any]:
+    """The parts' result lists, joined in order; the first part's exception is raised."""
+    joined: list[Any] = []
+    for _, result in parts:
+        if isinstance(result, BaseException):
+            raise result
+        joined.extend(result)
+    return joined
+
+
+def merged_values(parts: Sequence[tuple[Sequence[Any], Any]]) -> dict[str, bytes]:
+    """The parts' ``{key: value}`` results, merged; the first part's exception is raised."""
+    if len(parts) == 1 and not isinstance(parts[0][1], BaseException):
+        return parts[0][1]  # type: ignore[no-any-return]
+    merged: dict[str, bytes] = {}
+    for _, result in parts:
+        if isinstance(result, BaseException):
+            raise result
+        merged.update(result)
+    return merged
+
+
+def raise_write_failures(parts: Sequence[tuple[Sequence[Any], Any]]) -> None:
+    """Raise one :class:`~aiostore.BatchWriteError` naming every key the parts failed to write."""
+    failed: dict[str, BaseException] = {}
+    for part, error in parts:
+        if isinstance(error, BatchWriteError):
+            failed.update(error.failed)
+        elif isinstance(error, BaseException):
+            failed.update({key: error for key, _ in part})
+    if failed:
+        raise BatchWriteError(failed)
