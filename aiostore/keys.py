@@ -158,6 +158,11 @@ def normalize_path(
     """
     if path is None:
         return ""
+    if type(path) is str and _is_normal(path):  # the usual path: already normal
+        normalized = path.lower() if lower else path
+        if limits is not None and not _fits(normalized, limits):
+            check_key_limits([normalized], limits)
+        return normalized
     text = _as_text(path, what)
     if "\x00" in text:
         raise ValueError(f"invalid key {text!r}: NUL characters are not allowed")
@@ -200,7 +205,15 @@ def normalize_key(key: object, *, lower: bool = False, limits: KeyLimits | None 
     ...
     ValueError: invalid key '//': a key must name something below the root
     """
-    if key is None:
+    if type(key) is str:
+        # The usual key is already normal: a few C-level scans decide, with no split
+        # into segments (this runs once per chunk a zarr read gets).
+        if _is_normal(key):
+            normalized = key.lower() if lower else key
+            if limits is not None and not _fits(normalized, limits):
+                check_key_limits([normalized], limits)
+            return normalized
+    elif key is None:
         raise TypeError("key must be str, not NoneType: None")
     normalized = normalize_path(key, lower=lower, what="key")
     if not normalized:
@@ -208,6 +221,41 @@ def normalize_key(key: object, *, lower: bool = False, limits: KeyLimits | None 
     if limits:
         check_key_limits([normalized], limits)
     return normalized
+
+
+def _is_normal(key: str) -> bool:
+    """True if ``key`` is a non-empty key that normalization leaves unchanged.
+
+    With a ``/`` added at both ends, every segment lies between two slashes, so an
+    empty, ``.`` or ``..`` segment shows as ``//``, ``/./`` or ``/../``: five
+    C-level scans decide, with no false answer either way.
+
+    >>> _is_normal("a/.zarray"), _is_normal("a/../b"), _is_normal("a//b"), _is_normal("")
+    (True, False, False, False)
+    """
+    flat = f"/{key}/"
+    return (
+        "//" not in flat
+        and "/./" not in flat
+        and "/../" not in flat
+        and "\\" not in key
+        and "\x00" not in key
+    )
+
+
+def _fits(key: str, limits: KeyLimits) -> bool:
+    """True if ``key`` is surely within ``limits`` without counting its bytes: an ASCII
+    key's UTF-8 bytes are its characters (and valid Unicode), and no segment is longer
+    than the key. False means "count them" (:func:`check_key_limits`), not "too long".
+
+    >>> _fits("a/b", KeyLimits(max_segment_bytes=3)), _fits("a/bcd", KeyLimits(max_segment_bytes=3))
+    (True, False)
+    """
+    if limits.bad_segment or not key.isascii():
+        return False
+    max_key, max_segment = limits.max_key_bytes, limits.max_segment_bytes
+    size = len(key)
+    return (max_key is None or size <= max_key) and (max_segment is None or size <= max_segment)
 
 
 def normalize_keys(
@@ -250,13 +298,11 @@ def _already_normal(batch: list[object]) -> bool:
         return False  # not all str: the per-key path names the bad key
     if joined.count("\x00") != len(batch) - 1 or "\\" in joined:
         return False  # a key holds a NUL of its own, or a backslash
-    # Make every segment boundary (NUL between keys, "/" within them) and every
-    # "." a "/": a "//" (or a "/" at either end) then marks an empty key or
-    # segment, or a segment starting with "." -- which covers "." and "..". The
-    # few normal keys caught too (a segment ending with ".", like "a./b") just
-    # take the per-key path.
-    flat = joined.replace("\x00", "/").replace(".", "/")
-    return bool(flat) and flat[0] != "/" and flat[-1] != "/" and "//" not in flat
+    # Every key boundary (NUL) becomes a "/", and a "/" goes at both ends: then every
+    # segment of every key lies between two slashes, and an empty key or segment, a
+    # "." or a ".." shows as "//", "/./" or "/../" (see _is_normal).
+    flat = f"/{joined.replace(chr(0), '/')}/"
+    return "//" not in flat and "/./" not in flat and "/../" not in flat
 
 
 def join_key(path: str, name: str) -> str:

@@ -5,8 +5,9 @@ failure attributed to its own request (asyncio and trio)."""
 from __future__ import annotations
 
 import threading
+import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import anyio
@@ -15,8 +16,9 @@ import anyio.to_thread
 import pytest
 
 from aiostore import DirectoryStore, LMDBStore, ZipStore
-from aiostore._runtime import offload as threads
-from aiostore._runtime.coalesce import GetCoalescer, Request
+from aiostore._runtime import coalesce
+from aiostore._runtime.coalesce import GetCoalescer, InlineReads, Request
+from aiostore._runtime.fanout import set_thread_limit, thread_limit
 from aiostore.abc import BlockingStore, Buffer, ByteRange, slice_byte_range
 
 pytestmark = pytest.mark.anyio
@@ -79,10 +81,17 @@ SHARD = bytes(range(256)) * 4
 RANGES: list[ByteRange] = [(i * 16, i * 16 + 16) for i in range(60)] + [(-16, None), (1000, None), (5, 5)]
 
 
-async def test_concurrent_ranged_gets_reach_the_backend_as_a_few_batches(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setitem(threads._THREAD_LIMITS, "disk", 1)  # one part per batch: batches are calls
+@pytest.fixture
+def one_disk_thread() -> Iterator[None]:
+    """One disk thread: a batch is one call of the backend, so batches can be counted."""
+    before = thread_limit("disk")
+    set_thread_limit("disk", 1)
+    yield
+    set_thread_limit("disk", before)
+
+
+@pytest.mark.usefixtures("one_disk_thread")
+async def test_concurrent_ranged_gets_reach_the_backend_as_a_few_batches() -> None:
     store = RangeRecordingStore({"shard": SHARD})
     requests: list[tuple[str, ByteRange | None]] = [("shard", r) for r in RANGES]
     outcomes = await gather(store.get, [*requests, ("missing", (0, 4))])
@@ -232,3 +241,102 @@ async def test_one_fetch_serves_whole_and_ranged_gets_with_none_for_missing() ->
     assert len(calls) == 1 and sorted(calls[0], key=repr) == sorted(requests, key=repr)
     assert await coalescer.get("a", (-2, None)) == b"ef"
     assert calls[-1] == [("a", (-2, None))]
+
+
+# -- reads inline: no batch, no thread hop, while they are cheap -----------------------------
+
+
+class InlineData:
+    """A dict read both ways: ``fetch`` (async, what a thread hop would run) and
+    ``read`` (blocking, inline); each call recorded with its thread. Keys starting
+    with "slow" take 5 ms to read (a cold disk)."""
+
+    def __init__(self, data: dict[str, bytes]) -> None:
+        self.data = data
+        self.fetched: list[list[Request]] = []
+        self.read_inline: list[tuple[list[Request], int]] = []
+
+    def values(self, requests: list[Request]) -> list[bytes | None]:
+        if any(key.startswith("slow") for key, _ in requests):
+            time.sleep(0.005)
+        return [None if k not in self.data else slice_byte_range(self.data[k], r) for k, r in requests]
+
+    async def fetch(self, requests: list[Request]) -> list[bytes | None]:
+        self.fetched.append(requests)
+        return self.values(requests)
+
+    def read(self, requests: list[Request]) -> list[bytes | None]:
+        self.read_inline.append((requests, threading.get_ident()))
+        return self.values(requests)
+
+
+async def test_cheap_gets_are_read_inline_alone() -> None:
+    source = InlineData({"a": b"abcdef", "b": b"xyz"})
+    coalescer = GetCoalescer(source.fetch, source.read)
+    requests: list[tuple[str, ByteRange | None]] = [("a", None), ("a", (1, 3)), ("b", None), ("gone", None)]
+    assert await gather(coalescer.get, requests) == [b"abcdef", b"bc", b"xyz", None]
+    assert source.fetched == []
+    assert sorted(map(repr, (r for r, _ in source.read_inline))) == sorted(repr([r]) for r in requests)
+    assert {thread for _, thread in source.read_inline} == {threading.get_ident()}
+    assert GetCoalescer(source.fetch).inline is None  # without a blocking reader: always batches
+
+
+async def test_after_slow_inline_reads_gets_are_batched_again() -> None:
+    source = InlineData({**{f"slow{i}": b"s" for i in range(3)}, **{f"k{i}": bytes([i]) for i in range(20)}})
+    coalescer = GetCoalescer(source.fetch, source.read)
+    for i in range(3):  # read inline, 5 ms each: three in a row make slow reads the rule
+        assert await coalescer.get(f"slow{i}") == b"s"
+    requests: list[tuple[str, ByteRange | None]] = [(f"k{i}", None) for i in range(20)]
+    assert await gather(coalescer.get, requests) == [bytes([i]) for i in range(20)]
+    assert len(source.read_inline) == 3
+    assert 1 <= len(source.fetched) <= 3 and sum(map(len, source.fetched)) == 20
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(coalesce, "perf_counter", fake)
+    return fake
+
+
+def test_inline_reads_back_off_while_tries_stay_slow(clock: FakeClock) -> None:
+    policy = InlineReads(max_seconds=50e-6)
+    assert policy.allowed() and not policy.allowed(reads=2)  # a single read measures first
+    policy.record(10e-6)
+    assert policy.allowed() and policy.allowed(reads=40) and not policy.allowed(reads=60)
+    policy.record(30e-6 * 10, reads=10)  # a batch: per read
+    assert policy.allowed()
+    for wait in [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]:
+        for _ in range(3):  # three slow reads in a row: threads for a while, longer each time
+            assert policy.allowed()
+            policy.record(0.003)
+        start = clock.now
+        clock.now = start + wait - 0.01
+        assert not policy.allowed() and not policy.allowed(reads=2)
+        clock.now = start + wait + 0.01
+        assert policy.allowed() and not policy.allowed(reads=2)  # single reads measure again
+    for _ in range(32):  # a cheap streak: inline again, and the next wait is short again
+        policy.record(5e-6)
+    assert policy.allowed(reads=10)
+    for _ in range(3):
+        policy.record(0.003)
+    clock.now += 0.11
+    assert policy.allowed()
+
+
+def test_lone_slow_reads_keep_reads_inline() -> None:
+    policy = InlineReads(max_seconds=50e-6)
+    for _ in range(100):  # a hiccup (a preemption, a collection) now and then
+        policy.record(5e-6)
+        policy.record(5e-6)
+        policy.record(0.002)
+        assert policy.allowed()
+    assert not InlineReads(max_seconds=0).allowed()

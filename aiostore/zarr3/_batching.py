@@ -1,17 +1,20 @@
 """asyncio-side batching for :class:`aiostore.zarr3.ZarrStore` (no zarr import here).
 
 zarr 3 runs on asyncio -- usually on its own loop, started with ``run_forever`` --
-and calls the store once per chunk from thousands of tasks. Three things make
-that fast on aiostore:
+and calls the store once per chunk from thousands of tasks. What makes that fast
+on aiostore:
 
 * :func:`fast_hops`: thread hops through asyncio's executor, not
   ``anyio.to_thread`` (see :func:`aiostore._runtime.offload.executor_hops` for why);
 * :class:`WriteCoalescer`: concurrent single-key writes become one
   ``set_many``/``delete_many`` batch (reads -- whole values and byte ranges --
-  are coalesced by the backend's own :class:`~aiostore._runtime.offload.GetCoalescer`,
-  and a blocking backend reads a batch of byte ranges with ``_get_ranges``).
+  are coalesced by the backend's own :class:`~aiostore._runtime.coalesce.GetCoalescer`,
+  and a blocking backend reads a batch of byte ranges with ``_get_ranges``);
 * :func:`read_many`: zarr's batch reads (``get_partial_values``) as one
-  ``get_many`` for the whole values and one batch for the byte ranges.
+  ``get_many`` for the whole values and one batch for the byte ranges;
+* :func:`inline_policy`: cheap reads of a blocking backend (small values in the
+  page cache) skip the thread hop altogether -- see
+  :class:`~aiostore._runtime.coalesce.InlineReads`.
 """
 
 from __future__ import annotations
@@ -19,20 +22,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from time import perf_counter
 from typing import Any, TypeVar
 
 import anyio
 
+from aiostore._runtime.coalesce import InlineReads
 from aiostore._runtime.offload import executor_hops, split_batch, thread_limit
 from aiostore.abc import BlockingStore, ByteRange, Store
+from aiostore.errors import BatchWriteError
 
 __all__ = [
     "RANGED_CONCURRENCY",
     "WriteCoalescer",
     "asyncio_running",
+    "delete_groups",
     "fast_hops",
+    "inline_policy",
     "read_many",
+    "set_groups",
     "stream_keys",
+    "sum_sizes",
     "write_groups",
 ]
 
@@ -189,12 +199,102 @@ def write_groups(store: Store, items: Sequence[T]) -> list[Sequence[T]]:
     return split_batch(items, thread_limit(store.resource), min_part_size=1)
 
 
-async def read_many(store: Store, requests: Sequence[tuple[str, ByteRange | None]]) -> list[bytes | None]:
+def inline_policy(store: Store, max_seconds: float) -> InlineReads | None:
+    """When to read ``store`` in the event loop's thread: for a blocking backend whose
+    sync reads run in the caller's thread and whose async ones take a hop to the disk
+    threads; None for any other (the memory store reads in the loop's thread anyway, a
+    natively async store awaits its I/O).
+
+    >>> from aiostore import MappingStore, MemoryStore
+    >>> inline_policy(MappingStore({}), 50e-6) is not None, inline_policy(MemoryStore(), 50e-6)
+    (True, None)
+    """
+    if isinstance(store, BlockingStore) and store.supports_sync_io and store.resource == "disk":
+        return InlineReads(max_seconds)
+    return None
+
+
+async def set_groups(store: Store, items: Sequence[tuple[str, Any]]) -> dict[str, BaseException]:
+    """Write a coalesced batch (:class:`WriteCoalescer`'s ``run_batch``): one
+    ``set_many`` per :func:`write_groups` group, concurrently; ``{key: error}`` for
+    the keys that failed."""
+
+    async def write(group: Sequence[tuple[str, Any]]) -> dict[str, BaseException]:
+        try:
+            await store.set_many(group)
+        except BatchWriteError as exc:
+            return exc.failed
+        return {}
+
+    failed: dict[str, BaseException] = {}
+    with fast_hops():
+        for result in await asyncio.gather(*map(write, write_groups(store, items))):
+            failed.update(result)
+    return failed
+
+
+async def delete_groups(store: Store, items: Sequence[tuple[str, Any]]) -> dict[str, BaseException]:
+    """Delete a coalesced batch of ``(key, None)``: one ``delete_many`` per group."""
+
+    async def remove(group: Sequence[tuple[str, Any]]) -> None:
+        await store.delete_many([key for key, _ in group])
+
+    with fast_hops():
+        await asyncio.gather(*map(remove, write_groups(store, items)))
+    return {}
+
+
+async def sum_sizes(store: Store, keys: Sequence[str]) -> int:
+    """The summed sizes of the values of ``keys`` (zarr's ``getsize_prefix``), a
+    few ``getsize`` calls at once.
+
+    aiostore's ``getsize(dir)`` sums a directory's immediate keys in one call; a
+    parent that is also a key itself (possible in flat backends) would report its
+    own size instead, so its children are counted one by one.
+    """
+    by_parent: dict[str, list[str]] = {}
+    for key in keys:
+        by_parent.setdefault(key.rpartition("/")[0], []).append(key)
+    total = 0
+    limiter = anyio.CapacityLimiter(RANGED_CONCURRENCY)
+
+    async def add_sizes(parent: str, children: list[str]) -> None:
+        nonlocal total  # (``total += await ...`` would read ``total`` before awaiting)
+        async with limiter:
+            if parent and await store.contains(parent):
+                sizes = [await store.getsize(child) for child in children]
+            else:
+                sizes = [await store.getsize(parent)]
+        total += sum(sizes)
+
+    async with anyio.create_task_group() as tg:  # the tasks inherit the caller's fast hops
+        for parent, children in by_parent.items():
+            tg.start_soon(add_sizes, parent, children)
+    return total
+
+
+async def read_many(
+    store: Store, requests: Sequence[tuple[str, ByteRange | None]], inline: InlineReads | None = None
+) -> list[bytes | None]:
     """The values (or byte ranges) of ``requests``, in order; None where a key is missing.
 
-    Whole values are read with one ``get_many``; byte ranges of a blocking
+    A batch ``inline`` allows is read in the caller's thread (``get_ranges_sync``).
+    Else whole values are read with one ``get_many``; byte ranges of a blocking
     backend with one ``get_ranges`` batch, others with concurrent ``get`` calls.
     """
+    if not requests:
+        return []
+    if inline is not None and inline.allowed(len(requests)):
+        start = perf_counter()
+        try:
+            return store.get_ranges_sync(requests)
+        finally:
+            inline.record(perf_counter() - start, len(requests))
+    with fast_hops():
+        return await _read_batched(store, requests)
+
+
+async def _read_batched(store: Store, requests: Sequence[tuple[str, ByteRange | None]]) -> list[bytes | None]:
     results: list[bytes | None] = [None] * len(requests)
     whole = [i for i, (_, request) in enumerate(requests) if request is None]
     ranged = [i for i, (_, request) in enumerate(requests) if request is not None]

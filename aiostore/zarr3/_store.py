@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from contextlib import aclosing
-from typing import Any
+from functools import partial
+from time import perf_counter
+from typing import Any, ClassVar
 
-import anyio
 from zarr.abc.store import ByteRequest  # type: ignore[import-not-found,import-untyped,unused-ignore]
 from zarr.abc.store import Store as _ZarrStore  # type: ignore[import-not-found,import-untyped,unused-ignore]
 from zarr.core.buffer import (  # type: ignore[import-not-found,import-untyped,unused-ignore]
@@ -16,19 +16,21 @@ from zarr.core.buffer import (  # type: ignore[import-not-found,import-untyped,u
     default_buffer_prototype,
 )
 
+from aiostore._runtime.coalesce import INLINE_SECONDS
 from aiostore.abc import Store, as_buffer, check_open, check_writable
-from aiostore.errors import BatchWriteError
 from aiostore.stores.mapping import as_store
 from aiostore.zarr3._batching import (
-    RANGED_CONCURRENCY,
     WriteCoalescer,
     asyncio_running,
+    delete_groups,
     fast_hops,
+    inline_policy,
     read_many,
+    set_groups,
     stream_keys,
-    write_groups,
+    sum_sizes,
 )
-from aiostore.zarr3._conversions import raw_value, to_byte_range
+from aiostore.zarr3._conversions import ranges_answer, raw_value, to_buffer, to_byte_range
 
 __all__ = ["ZarrStore"]
 
@@ -56,8 +58,16 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
 
     For backends whose methods run without an event loop (blocking backends
     and the memory store) the adapter also offers zarr 3's synchronous
-    protocol (``get_sync``, ``set_sync``, ``delete_sync``), which calls the
-    blocking code directly in the caller's thread.
+    protocol (``get_sync``, ``set_sync``, ``delete_sync``, ``get_ranges_sync``),
+    which calls the blocking code directly in the caller's thread.
+
+    Reads of a blocking backend skip the thread hop while they are cheap: a
+    small value in the page cache takes a few microseconds to read, a hop 60 to
+    300, so while reads take at most :attr:`inline_read_seconds` each they are
+    made in the event loop's thread (see
+    :class:`~aiostore._runtime.coalesce.InlineReads`: a slow read -- a cold disk,
+    a network file system, a large value -- sends reads back to the threads,
+    where concurrent gets are coalesced into batches).
 
     Examples
     --------
@@ -72,13 +82,19 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
     b'{\\n  "title": "demo"\\n}'
     """
 
+    #: A blocking backend's reads are made in the event loop's thread, with no
+    #: thread hop, while they take at most this long each (on average); 0 sends
+    #: every read to the backend's threads.
+    inline_read_seconds: ClassVar[float] = INLINE_SECONDS
+
     def __init__(self, store: Any, *, read_only: bool = False) -> None:
         backend = as_store(store)
         super().__init__(read_only=bool(read_only) or backend.read_only)
         self._store: Store = backend
+        self._inline = inline_policy(backend, self.inline_read_seconds)
         # zarr 3 writes one chunk per call: concurrent calls become one batch.
-        self._sets = WriteCoalescer(self._set_batch)
-        self._deletes = WriteCoalescer(self._delete_batch)
+        self._sets = WriteCoalescer(partial(set_groups, backend))
+        self._deletes = WriteCoalescer(partial(delete_groups, backend))
 
     # -- properties -------------------------------------------------------------
     @property
@@ -139,15 +155,22 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
     ) -> Buffer | None:
         """The value (or byte range of it) under ``key``, or None if it is missing."""
         self._is_open = True
-        if prototype is None:
-            prototype = default_buffer_prototype()
-        request = to_byte_range(byte_range)
+        request = None if byte_range is None else to_byte_range(byte_range)
+        inline = self._inline
         try:
-            with fast_hops():
-                data = await self._store.get(key, request)
+            if inline is not None and inline.allowed():
+                # zarr's hot path: one call per chunk, kept lean.
+                start = perf_counter()
+                try:
+                    data = self._store.get_sync(key, request)
+                finally:
+                    inline.record(perf_counter() - start)
+            else:
+                with fast_hops():
+                    data = await self._store.get(key, request)
         except KeyError:
             return None
-        return prototype.buffer.from_bytes(data)
+        return to_buffer(data, prototype or default_buffer_prototype())
 
     async def get_partial_values(
         self,
@@ -161,9 +184,8 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
         """
         self._is_open = True
         requests = [(key, to_byte_range(byte_range)) for key, byte_range in key_ranges]
-        with fast_hops():
-            results = await read_many(self._store, requests)
-        return [None if data is None else prototype.buffer.from_bytes(data) for data in results]
+        results = await read_many(self._store, requests, self._inline)
+        return [None if data is None else to_buffer(data, prototype) for data in results]
 
     async def _get_many(
         self, requests: Iterable[tuple[str, BufferPrototype, ByteRequest | None]]
@@ -171,10 +193,37 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
         # zarr's batch read; batched here like get_partial_values.
         self._is_open = True
         listed = [(key, prototype, to_byte_range(byte_range)) for key, prototype, byte_range in requests]
-        with fast_hops():
-            results = await read_many(self._store, [(key, request) for key, _, request in listed])
+        results = await read_many(self._store, [(key, request) for key, _, request in listed], self._inline)
         for (key, prototype, _), data in zip(listed, results, strict=True):
-            yield key, None if data is None else prototype.buffer.from_bytes(data)
+            yield key, None if data is None else to_buffer(data, prototype)
+
+    def get_ranges_sync(
+        self,
+        key: str,
+        byte_ranges: Sequence[ByteRequest | None],
+        *,
+        prototype: BufferPrototype,
+        **coalescing: Any,
+    ) -> Sequence[tuple[int, Buffer | None]]:
+        """Many byte ranges of ``key``, blocking (zarr's FusedCodecPipeline reads a
+        shard's inner chunks with it), as zarr's ``Store.get_ranges_sync``.
+
+        zarr's own merges nearby ranges (``coalescing``), then makes one
+        ``get_sync`` per merged range. With merging off (``max_coalesced_bytes=0``:
+        zarr's ``array.sharding_coalesce_max_bytes``) that is one read per range, so
+        a blocking backend reads them all in one batch instead -- one open of the
+        shard's file for a directory store. A missing key raises
+        ``BaseExceptionGroup([FileNotFoundError])``, as zarr's does.
+        """
+        if not self._store.supports_sync_io or coalescing.get("max_coalesced_bytes", 1) > 0:
+            return super().get_ranges_sync(key, byte_ranges, prototype=prototype, **coalescing)  # type: ignore[no-any-return,unused-ignore]
+        self._is_open = True
+        requests = [(key, to_byte_range(byte_range)) for byte_range in byte_ranges]
+        try:
+            values = self._store.get_ranges_sync(requests) if requests else []
+        except Exception as exc:  # zarr's contract: failures come in a group
+            raise BaseExceptionGroup("chunk read failed", [exc]) from None
+        return ranges_answer(key, prototype, values)
 
     async def exists(self, key: str) -> bool:
         """Whether ``key`` holds a value."""
@@ -192,31 +241,9 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
         """The summed sizes of every value below ``prefix`` (recursive)."""
         if prefix and not prefix.endswith("/"):
             prefix += "/"
-        by_parent: dict[str, list[str]] = {}
-        async for key in self.list_prefix(prefix):
-            by_parent.setdefault(key.rpartition("/")[0], []).append(key)
-        total = 0
-        limiter = anyio.CapacityLimiter(RANGED_CONCURRENCY)
-
-        async def add_sizes(parent: str, children: list[str]) -> None:
-            # aiostore's getsize(dir) sums a directory's immediate keys in one
-            # call; a parent that is also a key itself (possible in flat
-            # backends) would report its own size instead, so count its
-            # children one by one.
-            # (``total += await ...`` would read ``total`` before awaiting.)
-            nonlocal total
-            async with limiter:
-                if parent and await self._store.contains(parent):
-                    sizes = [await self._store.getsize(child) for child in children]
-                else:
-                    sizes = [await self._store.getsize(parent)]
-            total += sum(sizes)
-
-        with fast_hops():  # the tasks started here inherit it
-            async with anyio.create_task_group() as tg:
-                for parent, children in by_parent.items():
-                    tg.start_soon(add_sizes, parent, children)
-        return total
+        keys = [key async for key in self.list_prefix(prefix)]
+        with fast_hops():
+            return await sum_sizes(self._store, keys)
 
     # -- listing --------------------------------------------------------------------
     async def list(self) -> AsyncIterator[str]:
@@ -307,28 +334,6 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
         with fast_hops():
             await self._store.clear()
 
-    async def _set_batch(self, items: Sequence[tuple[str, Any]]) -> dict[str, BaseException]:
-        async def write(group: Sequence[tuple[str, Any]]) -> dict[str, BaseException]:
-            try:
-                await self._store.set_many(group)
-            except BatchWriteError as exc:
-                return exc.failed
-            return {}
-
-        failed: dict[str, BaseException] = {}
-        with fast_hops():
-            for result in await asyncio.gather(*map(write, write_groups(self._store, items))):
-                failed.update(result)
-        return failed
-
-    async def _delete_batch(self, items: Sequence[tuple[str, Any]]) -> dict[str, BaseException]:
-        async def remove(group: Sequence[tuple[str, Any]]) -> None:
-            await self._store.delete_many([key for key, _ in group])
-
-        with fast_hops():
-            await asyncio.gather(*map(remove, write_groups(self._store, items)))
-        return {}
-
     # -- zarr 3's synchronous protocol: the backend's own *_sync methods ---------------
     def get_sync(
         self,
@@ -340,10 +345,10 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
         """Blocking :meth:`get` (direct calls for blocking backends, no event loop)."""
         self._is_open = True
         try:
-            data = self._store.get_sync(key, to_byte_range(byte_range))
+            data = self._store.get_sync(key, None if byte_range is None else to_byte_range(byte_range))
         except KeyError:
             return None
-        return (prototype or default_buffer_prototype()).buffer.from_bytes(data)
+        return to_buffer(data, prototype or default_buffer_prototype())
 
     def set_sync(self, key: str, value: Buffer) -> None:
         """Blocking :meth:`set`."""

@@ -141,6 +141,13 @@ async def test_invalid_byte_requests_are_refused(byte_range: Any) -> None:
 # -- batching ----------------------------------------------------------------------------
 
 
+@pytest.fixture
+def hops_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adapters made in the test send every read to the backend's threads (none inline)."""
+    monkeypatch.setattr(ZarrStore, "inline_read_seconds", 0)
+
+
+@pytest.mark.usefixtures("hops_only")
 async def test_concurrent_gets_become_batches() -> None:
     backend = RecordingStore({f"c/{i}": bytes([i]) for i in range(40)})
     store = ZarrStore(backend)
@@ -152,6 +159,7 @@ async def test_concurrent_gets_become_batches() -> None:
     assert not backend.methods("get_ranges")
 
 
+@pytest.mark.usefixtures("hops_only")
 async def test_get_partial_values_batches_whole_values_and_ranges() -> None:
     backend = RecordingStore({"a": b"aaaa", "b": b"bbbb", "c": b"cccc"})
     store = ZarrStore(backend)
