@@ -174,7 +174,9 @@ async def test_native_ranged_batches(make: Callable[[Path], BlockingStore], tmp_
     requests += [("s/1", (2, 4)), ("s/1", (-3, None)), ("s/9", (0, 1)), ("s", (0, 1))]
     expected = [slice_byte_range(SHARD, r) for r in RANGES] + [b"23", b"789", KeyError, KeyError]
     assert await gather(store.get, requests) == expected
-    assert 1 <= len(batches) <= 4 and sum(batches) == len(requests)
+    # A handful of batch calls, not one per request: the fan-out hands a batch out in
+    # chunks of at least 16 requests (more on a busy machine, where chunks stay small).
+    assert 1 <= len(batches) <= 8 and sum(batches) == len(requests)
     # The batch hook directly, behind get_ranges (what ZarrStore.get_partial_values calls; None: missing).
     batch: list[tuple[str, ByteRange | None]] = [("s/1", (0, 1)), ("s/9", None), ("s/0", None)]
     assert await store._get_ranges(batch) == [b"0", None, SHARD]
