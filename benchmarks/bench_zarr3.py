@@ -37,9 +37,10 @@ Last, the targets of issue 12 ("a leaner zarr 3 path"), each with ``met`` or ``M
 * full write, default and fused pipelines: ZarrStore(DirectoryStore) no slower than LocalStore.
 
 The read ratio is of the best rounds. Writes are file creations: on a shared machine their
-times swing with the other tenants' disk work, so the ways run back to back in each round, in
-an order rotated from round to round, and a write is judged on the median of the per-round
-ratios (its ratio of best rounds is shown beside it).
+times swing with the other tenants' disk work, and the way that runs first in a round is
+often the slower one. So the ways run in an order rotated from round to round (8 write rounds
+by default: every order equally often for up to four ways), and a write is judged on the
+ratio of its median round to LocalStore's (the ratio of the best rounds is shown beside it).
 
 zarr >= 3.2 needs Python >= 3.12. Under an interpreter without zarr 3 the script re-runs
 itself under ``$AIOSTORE_BENCH_ZARR3_PYTHON`` if that is set, and otherwise says it
@@ -247,8 +248,14 @@ def array_tables(
         reads = interleaved_best({name: reader(name, way) for name, way in ways.items()}, repeat[1])
     timings.writes, timings.reads = writes, reads
     what = f"{(side // chunk) ** 2} chunks of {chunk * chunk * 4} B, {config_name}"
+    spread = "; ".join(
+        f"{name}: {', '.join(f'{t:.2f}' for t in timings.write_rounds[name])}"
+        for name in (LOCAL, AIOSTORE)
+        if timings.write_rounds.get(name)
+    )
     tables = [
-        format_table(f"zarr 3, full write: {what}", _rows(writes), baseline=AIOSTORE),
+        format_table(f"zarr 3, full write: {what}", _rows(writes), baseline=AIOSTORE)
+        + f"\n\nWrite rounds (seconds, round by round): {spread}.",
         format_table(f"zarr 3, full read: {what}", _rows(reads), baseline=AIOSTORE),
     ]
     read_ratio = _ratio(reads, LOCAL, AIOSTORE)
@@ -391,11 +398,11 @@ def targets_table(default: Timings, fused: Timings | None) -> str:
         )
     for name, timings, _ in pipelines:
         ours, theirs = timings.write_rounds.get(AIOSTORE, []), timings.write_rounds.get(LOCAL, [])
-        paired = [a / b for a, b in zip(ours, theirs, strict=False)]
+        medians = ours and theirs and statistics.median(ours) / statistics.median(theirs)
         best = _number_ratio(timings.writes, AIOSTORE, LOCAL)
         add(
-            f"full write, {name}: ZarrStore(DirectoryStore) / LocalStore, median of {len(paired)} rounds",
-            statistics.median(paired) if paired else None,
+            f"full write, {name}: ZarrStore(DirectoryStore) / LocalStore, median rounds ({len(ours)})",
+            medians or None,
             WRITE_VS_LOCAL,
             "" if best is None else f" (best rounds: {best:.2f})",
         )
@@ -429,7 +436,7 @@ def main() -> None:
     parser.add_argument("--only-sharded", action="store_true", help="run the sharded-read tables only")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument(
-        "--write-repeat", type=int, default=None, help="rounds of the array writes (default: --repeat + 2)"
+        "--write-repeat", type=int, default=None, help="rounds of the array writes (default: --repeat + 3)"
     )
     parser.add_argument("--fused", action="store_true", help="(the default) also run FusedCodecPipeline")
     parser.add_argument("--no-fused", action="store_true", help="skip the FusedCodecPipeline runs")
@@ -445,7 +452,7 @@ def main() -> None:
     configs: list[tuple[str, dict[str, Any], Timings]] = [("zarr's default pipeline", {}, Timings())]
     if not args.no_fused:
         configs.append(("opt-in FusedCodecPipeline", {"codec_pipeline.path": FUSED}, Timings()))
-    repeat = (args.repeat + 2 if args.write_repeat is None else args.write_repeat, args.repeat)
+    repeat = (args.repeat + 3 if args.write_repeat is None else args.write_repeat, args.repeat)
     with tempfile.TemporaryDirectory(prefix="bench-zarr3-") as root:
         tables = []
         if not args.only_sharded:

@@ -112,16 +112,18 @@ class InlineReads:
 
     def record(self, seconds: float, reads: int = 1) -> None:
         """Report that ``reads`` reads made inline took ``seconds`` in all."""
-        per_read = seconds / max(1, reads)
+        per_read = seconds if reads == 1 else seconds / max(1, reads)
         cost = self._cost
         self._cost = per_read if cost is None else cost + (per_read - cost) * _SCORE_WEIGHT
         if self._retry_at:  # the first read after a wait: reads are inline again
             self._retry_at = 0.0
-        if per_read <= self.max_seconds:
-            self._score *= 1 - _SCORE_WEIGHT
-            self._cheap += 1
-            if self._cheap >= _CHEAP_STREAK:
-                self._backoff = _MIN_BACKOFF
+        if per_read <= self.max_seconds:  # the usual read: kept short (once per chunk)
+            if self._score:
+                self._score = 0.0 if self._score < 0.01 else self._score * (1 - _SCORE_WEIGHT)
+            if self._cheap < _CHEAP_STREAK:
+                self._cheap += 1
+                if self._cheap == _CHEAP_STREAK:
+                    self._backoff = _MIN_BACKOFF
             return
         self._cheap = 0
         self._score += (1 - self._score) * _SCORE_WEIGHT

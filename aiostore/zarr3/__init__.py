@@ -3,8 +3,10 @@
 zarr 3 dropped the DBM, LMDB, nested-directory and temporary stores and the LRU
 cache, and no longer accepts a ``MutableMapping`` as a store. Wrapping an
 aiostore store (or any mapping) in :class:`ZarrStore` gives zarr 3 all of them,
-with aiostore's batching: zarr 3 calls ``get`` once per chunk, concurrently,
-and a blocking backend coalesces those calls into a few thread hops.
+with little Python per chunk: zarr 3 calls ``get`` once per chunk, concurrently;
+a blocking backend's cheap reads (small values in the page cache) are made in the
+event loop's thread with no thread hop at all, slower ones are coalesced into a
+few hops, and concurrent ``set`` calls into batches.
 
 This module imports zarr (>= 3.1); ``import aiostore`` never does.
 
@@ -24,7 +26,7 @@ Examples
 
 from __future__ import annotations
 
-from aiostore.zarr3._conversions import to_byte_range
+from aiostore.zarr3._conversions import to_buffer, to_byte_range
 from aiostore.zarr3._store import ZarrStore
 
-__all__ = ["ZarrStore", "to_byte_range"]
+__all__ = ["ZarrStore", "to_buffer", "to_byte_range"]

@@ -63,11 +63,12 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
 
     Reads of a blocking backend skip the thread hop while they are cheap: a
     small value in the page cache takes a few microseconds to read, a hop 60 to
-    300, so while reads take at most :attr:`inline_read_seconds` each they are
-    made in the event loop's thread (see
-    :class:`~aiostore._runtime.coalesce.InlineReads`: a slow read -- a cold disk,
-    a network file system, a large value -- sends reads back to the threads,
-    where concurrent gets are coalesced into batches).
+    300, so reads that take at most :attr:`inline_read_seconds` are made in the
+    event loop's thread. Once slow reads are the rule -- a cold disk, a network
+    file system, large values -- reads go back to the backend's threads, where
+    concurrent gets are coalesced into batches, and try inline again a while
+    later (see :class:`~aiostore._runtime.coalesce.InlineReads`). Values reach
+    zarr without a copy (see :func:`~aiostore.zarr3.to_buffer`).
 
     Examples
     --------
@@ -83,8 +84,8 @@ class ZarrStore(_ZarrStore):  # type: ignore[misc,unused-ignore]
     """
 
     #: A blocking backend's reads are made in the event loop's thread, with no
-    #: thread hop, while they take at most this long each (on average); 0 sends
-    #: every read to the backend's threads.
+    #: thread hop, while slower reads than this stay rare (100 µs: about a hop's
+    #: cost); 0 sends every read to the backend's threads. Read when an adapter is made.
     inline_read_seconds: ClassVar[float] = INLINE_SECONDS
 
     def __init__(self, store: Any, *, read_only: bool = False) -> None:
