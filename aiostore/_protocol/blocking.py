@@ -194,6 +194,9 @@ class BlockingStore(Store):
                 raise error  # noqa: B904
             raise
 
+    def _contains_each(self, keys: Sequence[str]) -> list[bool]:
+        return list(map(self._contains_blocking, keys))
+
     def _delete_one(self, key: str) -> None:
         if self._delete_blocking([key]):
             raise KeyError(key)
@@ -248,6 +251,9 @@ class BlockingStore(Store):
 
     async def _contains(self, key: str) -> bool:
         return await offload(self.resource, self._contains_blocking, key)
+
+    async def _contains_many(self, keys: list[str]) -> list[bool]:
+        return joined_values(await self._offload_batch(self._contains_each, keys))
 
     async def _list(self, prefix: str) -> AsyncIterator[str]:
         page_size = self.list_page_size
@@ -374,6 +380,12 @@ class BlockingStore(Store):
         """Blocking :meth:`~Store.contains`."""
         check_open(self)
         return self._contains_blocking(self.check_key(key))
+
+    def contains_many_sync(self, keys: Iterable[str]) -> list[bool]:
+        """Blocking :meth:`~Store.contains_many`."""
+        check_open(self)
+        normalized = self.check_keys(keys)
+        return joined_values(self._batch_sync(self._contains_each, normalized)) if normalized else []
 
     def list_sync(self, prefix: str = "") -> Iterator[str]:
         """Blocking :meth:`~Store.list`: an iterator over the keys."""

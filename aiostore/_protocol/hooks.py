@@ -10,11 +10,16 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 
+import anyio
+
 from aiostore._protocol.checks import Buffer, ByteRange, Request, child_name
 from aiostore.errors import BatchWriteError
 from aiostore.keys import parent_prefix
 
-__all__ = ["StoreHooks"]
+__all__ = ["CONTAINS_CONCURRENCY", "StoreHooks"]
+
+#: How many ``_contains`` calls the fallback of ``_contains_many`` runs at once.
+CONTAINS_CONCURRENCY = 64
 
 
 class StoreHooks(abc.ABC):
@@ -80,6 +85,20 @@ class StoreHooks(abc.ABC):
                 await self._delete(key)
             except KeyError:
                 pass
+
+    async def _contains_many(self, keys: list[str]) -> list[bool]:
+        # Concurrent ``_contains`` calls: a network backend answers them in parallel.
+        answers = [False] * len(keys)
+        limiter = anyio.CapacityLimiter(CONTAINS_CONCURRENCY)
+
+        async def answer(index: int, key: str) -> None:
+            async with limiter:
+                answers[index] = await self._contains(key)
+
+        async with anyio.create_task_group() as group:
+            for index, key in enumerate(keys):
+                group.start_soon(answer, index, key)
+        return answers
 
     async def _listdir(self, path: str) -> list[str]:
         prefix = parent_prefix(path)

@@ -1,7 +1,4 @@
-"""``Store``: the store protocol, and the base class of natively async backends.
-
-Re-exported by :mod:`aiostore.abc`, where the protocol is described.
-"""
+"""``Store``: the protocol, base of natively async backends; described in :mod:`aiostore.abc`."""
 
 from __future__ import annotations
 
@@ -53,17 +50,15 @@ class Store(StoreHooks):
         An async generator of every key starting with ``prefix``.
 
     and may override these, whose fallbacks here are built on the five:
-    ``_get_many(keys) -> dict``, ``_get_ranges(requests) -> list``,
-    ``_set_many(items)`` (raise :class:`~aiostore.BatchWriteError` naming the
-    keys that failed), ``_delete_many(keys)`` (missing keys ignored),
-    ``_listdir(path)``, ``_rmdir(path)``, ``_rename(src, dst)``,
-    ``_getsize(path)``, ``_clear()``, ``_flush()``, ``_close()``; and, to add
-    rules of its own to keys, :meth:`check_key` and :meth:`check_keys`.
-
-    The ``*_sync`` methods run the async ones on aiostore's background event
-    loop. A backend whose work is blocking code subclasses
-    :class:`aiostore.abc.BlockingStore` instead, whose ``*_sync`` methods call
-    that code directly.
+    ``_get_many(keys) -> dict``, ``_get_ranges(requests) -> list``, ``_set_many(items)``
+    (raise :class:`~aiostore.BatchWriteError` naming the keys that failed),
+    ``_delete_many(keys)`` (missing keys ignored), ``_contains_many(keys) -> list``,
+    ``_listdir(path)``, ``_rmdir(path)``, ``_rename(src, dst)``, ``_getsize(path)``,
+    ``_clear()``, ``_flush()``, ``_close()``; and, to add rules of its own to keys,
+    :meth:`check_key` and :meth:`check_keys`. The ``*_sync`` methods run the async
+    ones on aiostore's background event loop. A backend whose work is blocking code
+    subclasses :class:`aiostore.abc.BlockingStore` instead, whose ``*_sync`` methods
+    call that code directly.
 
     Parameters
     ----------
@@ -100,15 +95,12 @@ class Store(StoreHooks):
     (['a', 'b'], 3)
     """
 
-    #: Whether ``delete`` works on this kind of store.
-    supports_deletes: ClassVar[bool] = True
-    #: Whether keys can be listed.
-    supports_listing: ClassVar[bool] = True
+    supports_deletes: ClassVar[bool] = True  #: Whether ``delete`` works on this kind of store.
+    supports_listing: ClassVar[bool] = True  #: Whether keys can be listed.
     #: Whether a name holds a value or other keys, never both (memory and
     #: directory stores): a batch writing "x" and "x/y" then fails "x/y".
     hierarchical: ClassVar[bool] = False
-    #: Whether the ``*_sync`` methods do their work without an event loop (a
-    #: blocking backend's do; a natively async store's run on the background loop).
+    #: Whether the ``*_sync`` methods work without an event loop (a blocking backend's do).
     supports_sync_io: ClassVar[bool] = False
     #: What the backend can store beyond the key rules (the longest key and file
     #: name, valid Unicode only): the key gate refuses a key past them with a
@@ -129,7 +121,6 @@ class Store(StoreHooks):
         self._normalize_keys = bool(normalize_keys)
         self._closed = False
 
-    # -- properties ------------------------------------------------------
     @property
     def read_only(self) -> bool:
         """True if the store refuses writes and deletes."""
@@ -161,10 +152,8 @@ class Store(StoreHooks):
         return normalize_key(key, lower=self._normalize_keys, limits=self.key_limits)
 
     def check_keys(self, keys: Iterable[object]) -> list[str]:
-        """:meth:`check_key` of every key of a batch, duplicates dropped (first kept).
-
-        A ``str`` or ``bytes`` is refused: it is not a collection of keys.
-        """
+        """:meth:`check_key` of every key of a batch, duplicates dropped (first kept);
+        a ``str`` or ``bytes`` is refused: it is not a collection of keys."""
         if type(self).check_key is not Store.check_key:
             check_key_collection(keys)
             return list(dict.fromkeys(self.check_key(k) for k in keys))
@@ -192,9 +181,9 @@ class Store(StoreHooks):
     def without_conflicts(
         self, items: list[tuple[str, Buffer]]
     ) -> tuple[list[tuple[str, Buffer]], dict[str, BaseException]]:
-        """Split off the keys of a batch that another key of the same batch would
-        hold a value above, in a :attr:`hierarchical` store (see
-        :func:`~aiostore.abc.split_conflicts`); the rest, and those with their errors."""
+        """Split off the keys of a batch that another key of the batch would hold a value above,
+        in a :attr:`hierarchical` store (:func:`~aiostore.abc.split_conflicts`): (the rest,
+        {split key: its error})."""
         return split_conflicts(items) if self.hierarchical else (items, {})
 
     # -- the public async API ----------------------------------------------------
@@ -270,6 +259,13 @@ class Store(StoreHooks):
         """Return whether ``key`` holds a value."""
         check_open(self)
         return await self._contains(self.check_key(key))
+
+    async def contains_many(self, keys: Iterable[str]) -> list[bool]:
+        """Whether each key holds a value: a list of answers in order, from one batch (a
+        repeated key is answered once)."""
+        check_open(self)
+        normalized = self.check_keys(keys)
+        return await self._contains_many(normalized) if normalized else []
 
     async def listdir(self, path: str | None = "") -> list[str]:
         """Return the sorted names of the children of ``path`` (keys and "directories")."""
@@ -385,6 +381,10 @@ class Store(StoreHooks):
     def contains_sync(self, key: str) -> bool:
         """Blocking :meth:`contains`."""
         return run_on_portal(self.contains(key))
+
+    def contains_many_sync(self, keys: Iterable[str]) -> list[bool]:
+        """Blocking :meth:`contains_many`."""
+        return run_on_portal(self.contains_many(keys))
 
     def list_sync(self, prefix: str = "") -> Iterator[str]:
         """Blocking :meth:`list` (collected on the background loop, then iterated)."""

@@ -115,6 +115,16 @@ class ReadTests(StoreTestsBase):
             assert await store.contains("x") is False
             assert await store.contains("a/bb") is False
 
+    @_anyio
+    async def test_contains_many(self, anyio_backend: str) -> None:
+        async with await self._open() as store:
+            await store.set_many({"a/b": b"1", "e": b"", **{f"m/{i}": b"v" for i in range(0, 300, 2)}})
+            keys = ["a/b", "a", "x", "/e", "a/b", *(f"m/{i}" for i in range(300))]
+            expected = [True, False, False, True, *(i % 2 == 0 for i in range(300))]
+            assert await store.contains_many(keys) == expected
+            assert await store.contains_many([]) == []
+            assert store.contains_many_sync(["e", "a/bb"]) == [True, False]
+
     # -- concurrency ---------------------------------------------------------------------------
     @_anyio
     async def test_concurrent_gets(self, anyio_backend: str) -> None:
