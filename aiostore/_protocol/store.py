@@ -167,15 +167,13 @@ class Store(StoreHooks):
         self, mapping: Mapping[str, BufferLike] | Iterable[tuple[str, BufferLike]]
     ) -> list[tuple[str, Buffer]]:
         """The checked ``(key, value)`` pairs of a batch write, later duplicates winning."""
-        if isinstance(mapping, Mapping):
-            pairs: Iterable[tuple[object, object]] = mapping.items()
-        else:
+        if not isinstance(mapping, Mapping):
             check_key_collection(mapping, "items")
-            pairs = mapping
-        items: dict[str, Buffer] = {}
-        for key, value in pairs:
-            k = self.check_key(key)
-            items[k] = as_buffer(value, k)
+            mapping = dict(mapping)  # later duplicates win
+        keys = self.check_keys(mapping)  # in one batch: C-level scans for keys already normal
+        if len(keys) == len(mapping):  # no two keys normalized to one: keys[i] is key i's
+            return list(zip(keys, map(as_buffer, mapping.values(), keys), strict=True))
+        items = {(k := self.check_key(key)): as_buffer(value, k) for key, value in mapping.items()}
         return list(items.items())
 
     def without_conflicts(

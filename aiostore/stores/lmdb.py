@@ -238,20 +238,18 @@ class LMDBStore(BlockingStore):
 
     def _set_blocking(self, items: Sequence[tuple[str, Buffer]]) -> None:
         failed: dict[str, BaseException] = {}
-        pairs: list[tuple[bytes, Buffer]] = []
-        for key, value in items:
-            encoded = _encode(key)
-            try:
-                self._check_key_size(key, encoded)
-            except ValueError as exc:
-                failed[key] = exc
-            else:
-                pairs.append((encoded, value))
+        encoded = list(map(_encode, (key for key, _ in items)))
+        pairs = list(zip(encoded, (value for _, value in items), strict=True))
+        if encoded and max(map(len, encoded)) > self._max_key:
+            for (key, _), (e, _) in zip(items, pairs, strict=True):
+                try:
+                    self._check_key_size(key, e)
+                except ValueError as exc:
+                    failed[key] = exc
+            pairs = [pair for pair in pairs if len(pair[0]) <= self._max_key]
 
         def write(txn: lmdb.Transaction[Any]) -> None:
-            put = txn.put
-            for encoded, value in pairs:
-                put(encoded, value)
+            txn.cursor().putmulti(pairs)  # one C call; every key put (overwrite, no dupsort)
 
         cause = None
         if pairs:
