@@ -20,6 +20,16 @@ TEST_DEPS = [
     "obstore>=0.6",
     "moto[server]>=5",
     "dask[distributed]",  # tests/stress writes through every store from a process cluster
+    # the `aiostore` command and `aiostore serve` (the cli and serve extras), and HTTP clients
+    "click>=8.1",
+    "rich>=13",
+    "starlette>=0.37",
+    "uvicorn>=0.30",
+    "hypercorn>=0.17",
+    "httpx",
+    "fsspec",
+    "aiohttp",
+    "requests",
 ]
 ZARR2_DEPS = ["zarr==2.18.7", "numcodecs<0.16", "msgpack"]
 # docs/griffe_aiostore.py uses griffe's API directly, so griffe is pinned too.
@@ -120,7 +130,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("-e", ".", "mypy", "trio", "pytest>=8", "obstore>=0.6")
+    session.install("-e", ".[serve]", "mypy", "trio", "pytest>=8", "obstore>=0.6", "httpx")
     session.run("mypy", "--strict", "aiostore", "tests/typing")
 
 

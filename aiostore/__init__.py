@@ -25,6 +25,7 @@ from aiostore._zarr2meta.hierarchy import (
     rmdir,
 )
 from aiostore.abc import Store
+from aiostore.copying import CopyProgress, copy_store
 from aiostore.errors import (
     BackendError,
     BadCompressorError,
@@ -32,6 +33,7 @@ from aiostore.errors import (
     ClosedStoreError,
     ContainsArrayError,
     ContainsGroupError,
+    CopyError,
     KeyConflictError,
     MetadataError,
     ReadOnlyError,
@@ -74,6 +76,9 @@ __all__ = [
     "LRUStoreCache",
     "ObjectStore",
     "open_store",
+    "copy_store",
+    "CopyProgress",
+    "CopyError",
     "set_disk_thread_limit",
     "set_request_limit",
     "init_array",

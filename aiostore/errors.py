@@ -35,6 +35,7 @@ __all__ = [
     "MetadataError",
     "ContainsArrayError",
     "ContainsGroupError",
+    "CopyError",
 ]
 
 
@@ -252,3 +253,13 @@ class StoreLockedError(StoreError, OSError):
 
     def __reduce__(self) -> tuple[type[StoreLockedError], tuple[str, str, str]]:
         return (type(self), (self.path, self.store, self.read_mode))
+
+
+class CopyError(StoreError, RuntimeError):
+    """:func:`aiostore.copy_store` found a key already in the destination (``if_exists="raise"``).
+
+    A :class:`RuntimeError`, as zarr 2's ``CopyError`` is.
+
+    >>> print(CopyError("key 'a/0' exists in destination"))
+    key 'a/0' exists in destination
+    """

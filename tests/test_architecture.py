@@ -66,6 +66,10 @@ def layer(module: str) -> str:
         ("aiostore.abc", "protocol"),
         ("aiostore.stores", "stores"),
         ("aiostore._zarr2meta", "hierarchy"),
+        ("aiostore.copying", "hierarchy"),
+        ("aiostore.http", "http"),
+        ("aiostore.cli", "cli"),
+        ("aiostore.__main__", "cli"),
         ("aiostore.sync", "sync"),
         ("aiostore.zarr3", "zarr3"),
         ("aiostore.testing", "testing"),
@@ -85,6 +89,8 @@ ALLOWED: dict[str, set[str]] = {
     "sync": {"base", "runtime", "protocol", "stores", "hierarchy"},
     "zarr3": {"base", "runtime", "protocol", "stores"},
     "testing": {"base", "protocol", "stores", "sync"},
+    "http": {"base", "runtime", "protocol", "stores", "hierarchy"},
+    "cli": {"base", "runtime", "protocol", "stores", "hierarchy", "http"},
     "top": {"base", "runtime", "protocol", "stores", "hierarchy"},
 }
 

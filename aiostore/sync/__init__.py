@@ -18,6 +18,7 @@ stores (see :mod:`aiostore.sync._zarr2`), so it calls the batch methods
 from aiostore.sync._hierarchy import (
     contains_array,
     contains_group,
+    copy_store,
     getsize,
     init_array,
     init_group,
@@ -57,6 +58,7 @@ __all__ = [
     "LRUStoreCache",
     "ObjectStore",
     "open_store",
+    "copy_store",
     "init_array",
     "init_group",
     "contains_array",

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
+from aiostore.copying import copy_store as _copy_store
 from aiostore._runtime.portal import run_on_portal
 from aiostore._zarr2meta import hierarchy as _hierarchy
 
 __all__ = [
     "contains_array",
     "contains_group",
+    "copy_store",
     "getsize",
     "init_array",
     "init_group",
@@ -159,5 +161,28 @@ migrate_1to2 = _hierarchy_twin(
     ...          b'"fill_value": 0, "order": "C"}'}
     >>> migrate_1to2(store); sorted(store)
     ['.zarray', '.zattrs']
+    """,
+)
+
+copy_store = _hierarchy_twin(
+    _copy_store,
+    """Copy every key under ``source_path`` of ``source`` to ``dest``: blocking twin of
+    :func:`aiostore.copy_store`, with the arguments and result of zarr 2's ``zarr.copy_store``.
+
+    ``source`` and ``dest`` may be sync stores, aiostore stores, any ``MutableMapping``
+    or store URLs. A ``progress`` callback runs in aiostore's background thread.
+
+    Examples
+    --------
+    >>> from aiostore.sync import MemoryStore
+    >>> source, dest = MemoryStore(), MemoryStore()
+    >>> source.update({"a/.zarray": b"{}", "a/0": b"xyz", "b/0": b"no"})
+    >>> copy_store(source, dest, source_path="a", dest_path="c", log=print)
+    copy a/.zarray -> c/.zarray
+    copy a/0 -> c/0
+    all done: 2 copied, 0 skipped, 5 bytes copied
+    (2, 0, 5)
+    >>> copy_store(source, dest, source_path="a", dest_path="c", if_exists="skip")
+    (0, 2, 0)
     """,
 )

@@ -4,7 +4,9 @@ zarr 2 treats a mapping as one of its own stores -- calling the batch methods
 ``getitems``/``setitems`` and ``listdir``/``rmdir``/``getsize`` directly -- only
 if it is an instance of ``zarr._storage.store.BaseStore``; any other mapping is
 wrapped in zarr's ``KVStore``, which reads chunk by chunk. :func:`register`
-makes :class:`~aiostore.sync.SyncStore` a virtual subclass of that base class.
+makes :class:`~aiostore.sync.SyncStore` a virtual subclass of that base class,
+and routes ``zarr.copy_store`` to :func:`aiostore.sync.copy_store` when either
+store is a sync store (zarr 2's copies one key at a time; ours in batches).
 It runs when the first sync store is made, with no import hook: if zarr 2 is
 installed and not imported yet, it imports zarr 2's store module then (about
 0.3 s, once), so zarr 2 recognises the store whichever of the two is imported
@@ -13,10 +15,12 @@ first. :class:`Zarr2Protocol` holds the attributes zarr 2 asks a store for.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["Zarr2Protocol", "register"]
@@ -49,7 +53,37 @@ def register(cls: type) -> None:
         base = getattr(module, "BaseStore", None)
         if base is not None and not issubclass(cls, base):
             base.register(cls)
+        if base is not None:
+            _route_copy_store(cls)
         _done = True
+
+
+def _route_copy_store(cls: type) -> None:
+    """Make ``zarr.copy_store`` run :func:`aiostore.sync.copy_store` when the source or
+    the destination is a ``cls``: the same arguments, log lines and result, with reads
+    and writes in batches; zarr's ``CopyError`` as zarr raises it. Other stores, as before."""
+    convenience = importlib.import_module("zarr.convenience")
+    original: Callable[..., Any] = convenience.copy_store
+    if getattr(original, "aiostore_route", False):
+        return
+    from aiostore.errors import CopyError
+    from aiostore.sync._hierarchy import copy_store as batch_copy_store
+
+    zarr_copy_error = importlib.import_module("zarr.errors").CopyError
+
+    @functools.wraps(original)
+    def copy_store(source: Any, dest: Any, *args: Any, **kwargs: Any) -> Any:
+        if not (isinstance(source, cls) or isinstance(dest, cls)):
+            return original(source, dest, *args, **kwargs)
+        try:
+            return batch_copy_store(source, dest, *args, **kwargs)
+        except CopyError as exc:
+            raise zarr_copy_error(str(exc)) from exc
+
+    copy_store.aiostore_route = True  # type: ignore[attr-defined]
+    for module in (convenience, sys.modules["zarr"]):
+        if getattr(module, "copy_store", None) is original:
+            setattr(module, "copy_store", copy_store)  # noqa: B010  # mypy knows no zarr 2
 
 
 class Zarr2Protocol:
