@@ -119,10 +119,10 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert first.language == "sh"
     commands = [line.split("#")[0].strip() for line in first.code.splitlines()]
     assert commands == [
-        "pip install -e '.[zarr2]' && python examples/quickstart.py",
+        "pip install -e '.[cli,zarr2]' && python examples/main_job.py",
         "pip install nox && nox",
     ]
-    assert (ROOT / "examples" / "quickstart.py").is_file()
+    assert (ROOT / "examples" / "main_job.py").is_file()
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:

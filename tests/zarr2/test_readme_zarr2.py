@@ -55,3 +55,24 @@ def test_quickstart_default_path(tmp_path: pathlib.Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "data" / "quickstart.zarr" / ".zarray").is_file()
+
+
+def test_the_main_job_runs_end_to_end(tmp_path: pathlib.Path) -> None:
+    # The README's first command, on fewer chunks (the full run takes about a minute).
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "main_job.py"), "--chunks", "3000"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert out.count("all done: 2,976 copied, 0 skipped") == 2  # to zip and to LMDB
+    assert out.count("equal: 2,976 keys") == 2  # both copies verified
+    assert "field  array shape=(540, 550) dtype=float32 chunks=(10, 10) compressor=blosc" in out
+    assert "equal to what was written: True" in out
+    assert "copy to zip: aiostore.copy_store" in out and "copy to lmdb: aiostore.copy_store" in out
+    data = tmp_path / "data" / "main_job"
+    assert sorted(p.name for p in data.iterdir()) == ["dataset.mdb", "dataset.zarr", "dataset.zip"]
