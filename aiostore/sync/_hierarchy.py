@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from aiostore.copying import copy_store as _copy_store
 from aiostore._runtime.portal import run_on_portal
 from aiostore._zarr2meta import hierarchy as _hierarchy
+from aiostore.copying import copy_store as _copy_store
 
 __all__ = [
     "contains_array",
