@@ -1,7 +1,7 @@
 """The ``zipfile.ZipFile`` side of a :class:`~aiostore.stores.zip.ZipStore`: opening
 it (refusing a file that is not a Zip file, taking the writer lock), writing its
-central directory and opening it again, letting go of it in a forked child, and
-undoing a write that failed part-way.
+central directory and opening it again, letting go of it in a forked child.
+Writing entries is :mod:`._zipwrite`'s.
 
 The ``ZipFile`` works on an unbuffered file object of its own (:class:`io.FileIO`),
 which stays open when the ``ZipFile`` is closed and opened again on it: no
@@ -20,8 +20,9 @@ from typing import Literal, TypeAlias
 from aiostore.errors import BackendError
 from aiostore.stores._fsops import unlink_quietly
 from aiostore.stores._writerlock import WriterLock, lock_for_writing
+from aiostore.stores._zipwrite import close_zip
 
-__all__ = ["ZipMode", "abandon_in_child", "open_zip", "reopen_zip", "undo_failed_write"]
+__all__ = ["ZipMode", "abandon_in_child", "open_zip", "reopen_zip"]
 
 #: The modes of :class:`zipfile.ZipFile`.
 ZipMode: TypeAlias = Literal["r", "w", "a", "x"]
@@ -68,12 +69,12 @@ def open_zip(
 
 
 def reopen_zip(
-    zf: zipfile.ZipFile, raw: io.FileIO, *, empty: bool, compression: int, allowZip64: bool
+    zf: zipfile.ZipFile, raw: io.FileIO, *, empty: bool, modified: bool, compression: int, allowZip64: bool
 ) -> zipfile.ZipFile:
-    """Close ``zf`` (writing its central directory), and open ``raw`` again for
-    appending, or ``empty`` (truncated). If closing fails, ``zf`` has let go of
-    the file and later writes say so."""
-    zf.close()
+    """Close ``zf`` (writing its central directory; see :func:`._zipwrite.close_zip`
+    for ``modified``), and open ``raw`` again for appending, or ``empty`` (truncated).
+    If closing fails, ``zf`` has let go of the file and later writes say so."""
+    close_zip(zf, modified=modified, allowZip64=allowZip64)
     if empty:
         raw.seek(0)
         raw.truncate()
@@ -117,24 +118,3 @@ def _not_a_zip(path: str, mode: ZipMode) -> str:
             f"{left}"
         )
     return f"not a Zip file (ZipStore mode={mode!r}){left}"
-
-
-def undo_failed_write(zf: zipfile.ZipFile, info: zipfile.ZipInfo, previous: zipfile.ZipInfo | None) -> None:
-    """Keep a failed write from becoming an entry and from leaving junk at the end.
-
-    ``zipfile`` registers an entry whose data write failed part-way if rewriting
-    its header still works; that torn entry would be listed at ``close()``.
-    """
-    if zf.filelist and zf.filelist[-1] is info:
-        zf.filelist.pop()
-        if previous is None:
-            zf.NameToInfo.pop(info.filename, None)
-        else:
-            zf.NameToInfo[info.filename] = previous
-        zf.start_dir = info.header_offset  # the next entry overwrites the torn one
-    try:  # a partial entry past the end would hide the end record from readers
-        if zf.fp is not None:
-            zf.fp.seek(zf.start_dir)
-            zf.fp.truncate()
-    except (OSError, ValueError):
-        pass

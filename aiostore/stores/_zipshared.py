@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import zipfile
 from collections.abc import Sequence
 
@@ -50,8 +49,9 @@ from aiostore.errors import (
     StoreLockedError,
 )
 from aiostore.keys import parent_prefix
-from aiostore.stores._zipfile import ZipMode, abandon_in_child, open_zip, reopen_zip, undo_failed_write
+from aiostore.stores._zipfile import ZipMode, abandon_in_child, open_zip, reopen_zip
 from aiostore.stores._zipread import EntryReader, newest_entries
+from aiostore.stores._zipwrite import close_zip, write_entries
 
 __all__ = ["ForkedZipWriterError", "SharedZip", "acquire_zip", "registry_lock"]
 
@@ -232,23 +232,8 @@ class SharedZip:
         written: list[zipfile.ZipInfo] = []
         with self.lock:
             zf = self._writer()
-            now = time.localtime()
-            date_time = (now.tm_year, now.tm_mon, now.tm_mday, now.tm_hour, now.tm_min, now.tm_sec)
             try:
-                for key, value in items:
-                    info = zipfile.ZipInfo(key, date_time)
-                    info.compress_type = compression
-                    info.external_attr = 0o644 << 16  # zipfile's default 0o600 is too strict
-                    previous = zf.NameToInfo.get(key)
-                    try:
-                        zf.writestr(info, value)  # warns "Duplicate name" if key is stored
-                    except BaseException as exc:
-                        undo_failed_write(zf, info, previous)
-                        if not isinstance(exc, Exception):
-                            raise
-                        failed[key] = exc
-                    else:
-                        written.append(info)
+                write_entries(zf, items, compression, self.allowZip64, written, failed)
             finally:
                 if written:
                     self.dirty = True
@@ -269,7 +254,12 @@ class SharedZip:
             if self.closed or not self.writing or not self.dirty or self.pid != os.getpid():
                 return
             self.zf = reopen_zip(
-                self.zf, self.raw, empty=False, compression=self.compression, allowZip64=self.allowZip64
+                self.zf,
+                self.raw,
+                empty=False,
+                modified=True,
+                compression=self.compression,
+                allowZip64=self.allowZip64,
             )
             self.dirty = False
 
@@ -278,7 +268,12 @@ class SharedZip:
         with self.reader.exclusive(), self.lock:  # no read may see the file truncated
             zf = self._writer()
             self.zf = reopen_zip(
-                zf, self.raw, empty=True, compression=self.compression, allowZip64=self.allowZip64
+                zf,
+                self.raw,
+                empty=True,
+                modified=self.dirty,
+                compression=self.compression,
+                allowZip64=self.allowZip64,
             )
             self.dirty = True
             with self.index_lock:
@@ -307,7 +302,8 @@ class SharedZip:
 
     def _let_go(self) -> None:
         try:
-            self.zf.close()  # writes the central directory (nothing in a forked child: no fp)
+            # Writes the central directory (nothing in a forked child: no fp).
+            close_zip(self.zf, modified=self.dirty, allowZip64=self.allowZip64)
         finally:
             self.raw.close()
             reader = getattr(self, "reader", None)
