@@ -75,8 +75,10 @@ def as_buffer(value: object, key: str = "") -> Buffer:
     ...
     TypeError: value for key 'k' must be bytes-like (buffer protocol), not list
     """
-    if type(value) is bytes:
-        return value
+    if type(value) is bytes or (
+        type(value) is memoryview and value.format == "B" and value.ndim == 1 and value.c_contiguous
+    ):
+        return value  # as it is: what the checks below would give (an LMDB buffer, say)
     if isinstance(value, str) or (not hasattr(type(value), "__buffer__") and not _has_buffer(value)):
         raise TypeError(
             f"value for key {key!r} must be bytes-like (buffer protocol), not {type(value).__name__}"

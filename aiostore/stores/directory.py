@@ -1,8 +1,7 @@
 """DirectoryStore, NestedDirectoryStore and TempStore: one file per key.
 
-Each key is a file below the store's root and each ``/`` in a key a directory
-level, exactly as in zarr 2, so arrays written here are read by zarr 2 and 3
-(and vice versa).
+Each key is a file below the store's root and each ``/`` in a key a directory level,
+exactly as in zarr 2, so zarr 2 and 3 read arrays written here (and vice versa).
 
 How the files are handled, and why:
 
@@ -63,8 +62,7 @@ __all__ = ["DirectoryStore", "TEMP_PREFIX"]
 
 # O_NONBLOCK: opening a FIFO someone left in the tree must not hang a worker thread.
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
-_ARRAY_META_KEY = ".zarray"
-_CHUNK_INDEX = re.compile(r"^\d+$")
+_ARRAY_META_KEY, _CHUNK_INDEX = ".zarray", re.compile(r"^\d+$")
 # On POSIX a normalized key is already a relative file-system path.
 _SLASH_PATHS = os.sep == "/" and os.altsep is None
 
@@ -89,18 +87,18 @@ def _read_whole(fd: int) -> bytes | None:
     return data
 
 
-#: Largest size guess :func:`_read_guessing_size` reads with (a read of more
-#: than ~2 GiB comes back short, which must not pass for the end of the file).
-_MAX_GUESS = 1 << 26
+#: Size guesses of :func:`_read_guessing_size`: at least a page, at most 64 MiB (a read of
+#: more than ~2 GiB comes back short, which must not pass for the end of the file).
+_MIN_GUESS, _MAX_GUESS = 4096, 1 << 26
 _HAS_PREAD = hasattr(os, "pread")  # not on Windows
 
 
 def _read_guessing_size(fd: int, guess: int) -> bytes | None:
     """:func:`_read_whole`, in one syscall when the file holds 1 to ``guess`` bytes.
 
-    A batch of zarr chunks repeats a few sizes, so the ``fstat`` that
-    :func:`_read_whole` needs first is mostly wasted: skipping it is ~8% of a
-    warm-cache batch, and one GIL hand-off less per key in each worker thread.
+    A batch of zarr chunks repeats a few sizes, so the ``fstat`` that :func:`_read_whole`
+    needs first is mostly wasted: skipping it is ~8% of a warm-cache batch, and one GIL
+    hand-off less per key in each worker thread. A batch starts from the last one's guess.
     ``pread`` (unlike ``read``) fails on FIFOs, sockets and terminals, and an
     empty or longer-than-guessed result goes the checked way, so non-regular
     files are still never values.
@@ -204,6 +202,7 @@ class DirectoryStore(BlockingStore):
         self.opened_at = time.time()
         self._root_slash = os.path.join(root, "")
         self.key_limits = fs_key_limits(self._root_slash)
+        self._read_guess = _MIN_GUESS  # the largest value the last batch read (a hint)
 
     # -- keys ------------------------------------------------------------------
     def check_key(self, key: object) -> str:
@@ -251,7 +250,7 @@ class DirectoryStore(BlockingStore):
         append = out.append
         ranged: dict[str, list[int]] = {}
         fs_path, open_, close, missing = self._fs_path, os.open, os.close, _MISSING
-        guess = 0  # the largest value so far: a read of that many bytes gets most values whole
+        guess = self._read_guess  # a read of the largest value so far gets most values whole
         for key, byte_range in requests:
             if byte_range is not None:
                 ranged.setdefault(key, []).append(len(out))
@@ -271,6 +270,7 @@ class DirectoryStore(BlockingStore):
             append(data)
             if data is not None and len(data) > guess:
                 guess = len(data)
+        self._read_guess = guess
         if ranged:
             self._read_ranges(requests, ranged, out)
         return out
