@@ -9,7 +9,7 @@ sizes), seven ``write`` calls on the unbuffered file (see :mod:`._zipfile`),
 seeks and tells -- 1.2-1.7 s for the batch; ``ZipFile.close`` writes the central
 directory with four ``write`` calls an entry, 0.3 s. Here a run of new entries
 is packed in memory (each local header once, with its CRC and sizes) and written
-with one ``write`` per few MiB, and the central directory with one ``write``:
+with one ``write`` per few MiB, and the central directory likewise:
 ``set_many_sync`` takes 0.29 s instead of 1.27 s (0.2 s of it here), ``close_sync``
 0.11 s instead of 0.30 s, and copying those values from an LMDBStore into a ZipStore
 0.65 s instead of 2.4 s (zarr 2.18's ``copy_store``: 3.4 s). Values of 16 KiB: 10,000
@@ -40,7 +40,7 @@ import struct
 import time
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 from aiostore.abc import Buffer
@@ -66,6 +66,9 @@ _MIN_VERSIONS = {
 _DateTime = tuple[int, int, int, int, int, int]
 #: Bytes of entries packed before they are written (the memory a batch takes).
 RUN_BYTES = 4 << 20
+#: Bytes of central directory written at a time. Packing it costs ~9x its size in small
+#: objects while a piece is built (measured: 37 MiB for a 4 MiB piece), so pieces are small.
+DIRECTORY_PIECE = 256 << 10
 #: Larger values go through ``zipfile`` (one entry costs little next to their bytes).
 MAX_FAST_VALUE = 1 << 20
 
@@ -268,7 +271,7 @@ def undo_failed_write(zf: zipfile.ZipFile, info: zipfile.ZipInfo, previous: zipf
 
 # -- the central directory ------------------------------------------------------------
 def close_zip(zf: zipfile.ZipFile, *, modified: bool, allowZip64: bool) -> None:
-    """``zf.close()``, writing the central directory in one ``write`` if ``modified``.
+    """``zf.close()``, writing the central directory in a few large writes if ``modified``.
 
     ``modified``: something was written since the file was opened (or it is new), so
     ``zipfile`` would write the central directory. Otherwise, and for what
@@ -276,23 +279,44 @@ def close_zip(zf: zipfile.ZipFile, *, modified: bool, allowZip64: bool) -> None:
     ``zf.close()``, ``zf`` lets go of its file even if writing fails.
     """
     fp = zf.fp
-    record = central_directory(zf, allowZip64) if modified and fp is not None else None
-    if fp is None or record is None:
+    if fp is None or not modified:
         zf.close()
         return
     try:
         fp.seek(zf.start_dir)
-        _write_all(fp, record)
+        try:
+            for chunk in _directory_chunks(zf, allowZip64):
+                _write_all(fp, chunk)
+        except _LeaveToZipfile:
+            fp.seek(zf.start_dir)
+            fp.truncate()
+            zf.close()  # writes it all again, or raises what is wrong
+            return
         fp.truncate()  # what was past the end (zipfile truncates in mode "a")
         fp.flush()
     finally:
         zf.fp = None  # zf.close() now does nothing: the file was passed in, so it stays open
 
 
+class _LeaveToZipfile(Exception):
+    """An entry ``zipfile`` lists itself (or refuses, and says why)."""
+
+
 def central_directory(zf: zipfile.ZipFile, allowZip64: bool) -> bytes | None:
     """The bytes ``zf.close()`` writes at ``zf.start_dir``: the central directory and the
     end records; None if an entry is one to leave to ``zipfile`` (or it raises there)."""
+    try:
+        return b"".join(_directory_chunks(zf, allowZip64))
+    except _LeaveToZipfile:
+        return None
+
+
+def _directory_chunks(zf: zipfile.ZipFile, allowZip64: bool) -> Iterator[bytes]:
+    """:func:`central_directory` in pieces of about :data:`DIRECTORY_PIECE`, so that closing
+    an archive of a million entries holds a little of it at a time, not all of it (~60 bytes
+    an entry); raises :class:`_LeaveToZipfile`."""
     parts: list[bytes] = []
+    pending = size = 0
     limit = zipfile.ZIP64_LIMIT
     last_dt: object = None
     dostime = dosdate = 0
@@ -305,7 +329,7 @@ def central_directory(zf: zipfile.ZipFile, allowZip64: bool) -> bytes | None:
                 dostime = dt[3] << 11 | dt[4] << 5 | (dt[5] // 2)
             min_version = _MIN_VERSIONS.get(info.compress_type)
             if min_version is None:
-                return None
+                raise _LeaveToZipfile
             extra_data = info.extra
             file_size, compress_size, header_offset = info.file_size, info.compress_size, info.header_offset
             if file_size > limit or compress_size > limit or header_offset > limit:
@@ -318,7 +342,7 @@ def central_directory(zf: zipfile.ZipFile, allowZip64: bool) -> bytes | None:
                     header_offset = 0xFFFFFFFF
                 stripped = _without_zip64(extra_data)
                 if stripped is None:
-                    return None
+                    raise _LeaveToZipfile
                 extra_data = struct.pack(f"<HH{len(zip64)}Q", 1, 8 * len(zip64), *zip64) + stripped
                 min_version = max(zipfile.ZIP64_VERSION, min_version)
             name = info.filename
@@ -355,17 +379,24 @@ def central_directory(zf: zipfile.ZipFile, allowZip64: bool) -> bytes | None:
                 extra_data,
                 comment,
             )
+            pending += 46 + len(encoded) + len(extra_data) + len(comment)
+            if pending >= DIRECTORY_PIECE:
+                chunk = b"".join(parts)
+                parts, pending, size = [], 0, size + len(chunk)
+                yield chunk
     except (struct.error, UnicodeEncodeError, TypeError, AttributeError, IndexError):
-        return None  # zipfile says what is wrong
-    return _end_records(zf, b"".join(parts), allowZip64)
+        raise _LeaveToZipfile from None  # zipfile says what is wrong
+    chunk = b"".join(parts)
+    yield chunk + _end_records(zf, size + len(chunk), allowZip64)
 
 
-def _end_records(zf: zipfile.ZipFile, directory: bytes, allowZip64: bool) -> bytes | None:
-    count, size, offset = len(zf.filelist), len(directory), zf.start_dir
-    records = [directory]
+def _end_records(zf: zipfile.ZipFile, size: int, allowZip64: bool) -> bytes:
+    """The end records after a central directory of ``size`` bytes."""
+    count, offset = len(zf.filelist), zf.start_dir
+    records = []
     if count > zipfile.ZIP_FILECOUNT_LIMIT or offset > zipfile.ZIP64_LIMIT or size > zipfile.ZIP64_LIMIT:
         if not allowZip64:
-            return None  # zipfile raises LargeZipFile
+            raise _LeaveToZipfile  # zipfile raises LargeZipFile
         records.append(_END64.pack(b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, size, offset))
         records.append(_LOCATOR64.pack(b"PK\x06\x07", 0, offset + size, 1))
         count, size, offset = min(count, 0xFFFF), min(size, 0xFFFFFFFF), min(offset, 0xFFFFFFFF)
