@@ -1,9 +1,10 @@
-"""The README's zarr 2 blocks, and its main-job command (examples/quickstart.py)."""
+"""The README's zarr 2 blocks, its main job (examples/main_job.py), quickstart and shell commands."""
 
 from __future__ import annotations
 
 import importlib.util
 import pathlib
+import shlex
 import subprocess
 import sys
 
@@ -76,3 +77,26 @@ def test_the_main_job_runs_end_to_end(tmp_path: pathlib.Path) -> None:
     assert "copy to zip: aiostore.copy_store" in out and "copy to lmdb: aiostore.copy_store" in out
     data = tmp_path / "data" / "main_job"
     assert sorted(p.name for p in data.iterdir()) == ["dataset.mdb", "dataset.zarr", "dataset.zip"]
+
+
+def test_the_readme_aiostore_commands(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The "Copying stores" section: its zarr 2 block makes the stores its shell block uses.
+    monkeypatch.chdir(tmp_path)
+    [python] = [b for b in readme.readme_blocks("python") if "zarr.copy_store(store1" in b.code]
+    [shell] = [b for b in readme.readme_blocks("sh") if "aiostore copy data/example.zarr" in b.code]
+    readme.run_block(python)
+    outputs = []
+    for line in shell.code.splitlines():
+        command = shlex.split(line, comments=True)
+        assert command[0] == "aiostore"
+        result = subprocess.run(
+            [sys.executable, "-m", "aiostore", *command[1:]], capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, f"{line}\n{result.stdout}{result.stderr}"
+        outputs.append(result.stdout)
+    copied, verified, tree, du, info, dry_run = outputs
+    assert "all done: 2 copied, 4 skipped" in copied
+    assert verified.startswith("equal: 6 keys")
+    assert "baz  array shape=(100,) dtype=int64 chunks=(50,) compressor=blosc" in tree
+    assert "total, 6 keys" in du and "Chunks stored" in info
+    assert "dry run: 6 copied, 0 skipped" in dry_run and not (tmp_path / "data" / "copy.zarr").exists()
