@@ -12,6 +12,7 @@ Every STORE argument is a URL :func:`aiostore.open_store` knows: a plain path or
     $ aiostore info data.zarr foo/bar          # an array: shape, chunks, codecs, bytes stored
     $ aiostore copy data.zarr zip://data.zip   # copy_store, with a progress bar
     $ aiostore verify data.zarr zip://data.zip # same keys, same bytes? (exit status 1 if not)
+    $ aiostore serve lmdb://data.mdb           # over HTTP, read-only (aiostore.http)
 
 An error is one line on stderr (``aiostore: error: ...``) and exit status 1 (2 for
 a bad command line, and for ``verify``); ``aiostore --debug ...`` shows the traceback.
@@ -29,6 +30,7 @@ from aiostore.cli._browse import du, info, ls, tree
 from aiostore.cli._copy import copy
 from aiostore.cli._errors import DEBUG_KEY, ErrorReportingGroup
 from aiostore.cli._verify import StoreComparison, verify
+from aiostore.cli.serve import serve
 
 __all__ = ["StoreComparison", "cli", "main"]
 
@@ -42,7 +44,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.meta[DEBUG_KEY] = debug
 
 
-for _command in (ls, tree, du, info, copy, verify):
+for _command in (ls, tree, du, info, copy, verify, serve):
     cli.add_command(_command)
 
 
