@@ -1,6 +1,6 @@
 """``copy_store``: copy the keys of one store into another, in overlapping batches.
 
-zarr 2's :func:`zarr.copy_store` reads and writes one key at a time. This one takes
+zarr 2's ``zarr.copy_store`` reads and writes one key at a time. This one takes
 the same arguments and logs the same lines, and runs three stages at once over any
 two stores: a listing, streamed and filtered; reads in batches (``get_many``); writes
 in batches (``set_many``: one LMDB transaction, one Zip append, files written by a
@@ -72,7 +72,7 @@ async def copy_store(
 ) -> tuple[int, int, int]:
     """Copy every key under ``source_path`` of ``source`` to ``dest_path`` of ``dest``.
 
-    The arguments, log lines and result of zarr 2's :func:`zarr.copy_store`, run as
+    The arguments, log lines and result of zarr 2's ``zarr.copy_store``, run as
     concurrent batches: the listing, the reads and the writes overlap, and the bytes
     read but not yet written stay within ``max_memory``.
 

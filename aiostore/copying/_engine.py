@@ -30,22 +30,28 @@ IfExists = Literal["raise", "replace", "skip"]
 #: Source keys sorted together before they are copied: a store with at most this many
 #: keys under ``source_path`` is copied (and logged) in sorted order, as zarr 2 does.
 SORT_WINDOW = 10_000
-#: Keys per batch: the first batch, and the bounds of later ones (sized from the mean
-#: value size seen so far to about an eighth of ``max_memory``).
-FIRST_BATCH, MIN_BATCH, MAX_BATCH = 16, 16, 4096
+#: Keys in the first batch (later ones are sized from the mean value size seen so far to
+#: about an eighth of ``max_memory``, within :data:`MIN_BATCH` and :data:`MAX_BATCH`).
+FIRST_BATCH = 16
+#: Fewest keys in a batch.
+MIN_BATCH = 16
+#: Most keys in a batch.
+MAX_BATCH = 4096
 #: Keys per ``get_many_sync`` call when both stores are blocking ones. A read fans out
 #: over threads only when a piece's work left would give each thread >= 2 ms: a cold or
 #: slow source still does; page-cache hits (~5 µs a key) stay on one thread even when
 #: the machine is busy and the reader looks like it waits (measured: fanned-out warm
 #: reads beside the writes were 1.2-1.5x slower than one thread).
 READ_PIECE = 128
-#: Batches read at once; batches written at once (1 for a store with one writer).
-READERS, WRITERS = 2, 2
+#: Batches read at once (when a store is natively async).
+READERS = 2
+#: Batches written at once (1 for a store with one writer, such as a Zip file).
+WRITERS = 2
 
 
 @dataclass(frozen=True)
 class CopyProgress:
-    """Where a :func:`copy_store` stands, given to its ``progress`` callback.
+    """Where a :func:`aiostore.copy_store` stands, given to its ``progress`` callback.
 
     ``keys_found`` grows while the source is listed; once ``listing_done`` it is
     the number of keys the copy will handle (copied plus skipped, at the end).
