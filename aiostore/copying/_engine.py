@@ -161,12 +161,19 @@ class Copy:
         while start < len(window):
             batch = window[start : start + self.batch_size()]
             start += len(batch)
-            yield [(key, self.dest_prefix + key[strip:]) for key in batch]
+            if strip or self.dest_prefix:
+                yield [(key, self.dest_prefix + key[strip:]) for key in batch]
+            else:
+                yield list(zip(batch, batch, strict=True))  # each key to itself
 
     def choose(
         self, pairs: list[tuple[str, str]], present: set[str]
     ) -> tuple[list[tuple[str, str]], list[str]]:
         """Count each pair, in order: the pairs to copy and the log lines (CopyError for a clash)."""
+        if not present and self.log.write is None:
+            if self.dry_run:
+                self.copied += len(pairs)
+            return pairs, []
         chosen, lines = [], []
         logging = self.log.write is not None
         for source_key, dest_key in pairs:
@@ -253,7 +260,10 @@ class Copy:
         for start in range(0, len(keys), piece):
             values.update(self.source.get_many_sync(keys[start : start + piece]))
         # A key deleted since it was listed is not copied (and not counted).
-        items = [(dest_key, values[key]) for key, dest_key in pairs if key in values]
+        if len(values) == len(pairs) and all(map(str.__eq__, keys, (dest for _, dest in pairs))):
+            items = list(values.items())  # every key found, to itself
+        else:
+            items = [(dest_key, values[key]) for key, dest_key in pairs if key in values]
         nbytes = self.measure(items)
         if items:
             self.dest.set_many_sync(items)
