@@ -74,6 +74,8 @@ def zarr_copy(source: str, dest: str, kind: str) -> None:
         warnings.simplefilter("ignore", FutureWarning)  # zarr 2.18: LMDBStore is deprecated
         target = zarr.ZipStore(dest, mode="w") if kind == "zip" else zarr.LMDBStore(dest)
     zarr.copy_store(zarr.DirectoryStore(source), target)
+    if kind == "lmdb":
+        target.flush()  # to disk, as aiostore's LMDBStore does when it closes
     target.close()
 
 
