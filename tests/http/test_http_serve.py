@@ -3,6 +3,7 @@ answers, logs each request, and exits 0 on SIGTERM and on SIGINT with its store 
 
 from __future__ import annotations
 
+import shlex
 import signal
 import subprocess
 import time
@@ -88,3 +89,23 @@ def test_a_missing_store_is_one_line_and_status_1(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr
     assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "missing.mdb").exists()
+
+
+def test_the_readme_serve_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The README's line, as it is, on a free port instead of 8000 (a later --port wins).
+    from test_readme import readme_blocks
+
+    [block] = [b for b in readme_blocks("sh") if "aiostore serve" in b.code]
+    command = shlex.split(block.code.strip(), comments=True)
+    assert command[:2] == ["aiostore", "serve"] and "--port" in command
+    monkeypatch.chdir(tmp_path)
+    store = aiostore.sync.LMDBStore("data/example.mdb")
+    store["foo/bar/baz/0"] = b"chunk"
+    store.close()
+    with running(*command[2:]) as (proc, url):
+        answer = httpx.get(url + "foo/bar/baz/0", headers={"Origin": "http://viewer.example"})
+        assert answer.status_code == 200 and answer.content == b"chunk"
+        assert answer.headers["access-control-allow-origin"] == "*"
+        assert httpx.put(url + "foo/x", content=b"no").status_code == 405
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=STARTUP_SECONDS) == 0
