@@ -30,11 +30,12 @@ IfExists = Literal["raise", "replace", "skip"]
 #: Source keys sorted together before they are copied: a store with at most this many
 #: keys under ``source_path`` is copied (and logged) in sorted order, as zarr 2 does.
 SORT_WINDOW = 10_000
-#: Keys in the first batch (later ones are sized from the mean value size seen so far to
-#: about an eighth of ``max_memory``, within :data:`MIN_BATCH` and :data:`MAX_BATCH`).
-FIRST_BATCH = 16
-#: Fewest keys in a batch.
-MIN_BATCH = 16
+#: Keys in the first batch: one, as nothing is known of the values' sizes yet (later ones
+#: are sized from the mean value size seen so far to about an eighth of ``max_memory``,
+#: within :data:`MIN_BATCH` and :data:`MAX_BATCH`), so values of any size keep the budget.
+FIRST_BATCH = 1
+#: Fewest keys in a batch: one value larger than the budget is copied alone.
+MIN_BATCH = 1
 #: Most keys in a batch.
 MAX_BATCH = 4096
 #: Keys per ``get_many_sync`` call when both stores are blocking ones. A read fans out
