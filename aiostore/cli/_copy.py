@@ -20,7 +20,7 @@ from typing import IO, Literal, cast
 import click
 
 from aiostore.cli._common import human_size, opened, run
-from aiostore.copying import CopyProgress, copy_store
+from aiostore.copying import CopyProgress, copy_store, summary_line
 
 __all__ = ["PlainProgress", "copy", "progress_line"]
 
@@ -225,5 +225,4 @@ def copy(
         if log_stream is not None:
             log_stream.close()
     if not verbose:  # (the log's last line is this summary already)
-        summary = f"{copied:,} copied, {skipped:,} skipped"
-        click.echo(f"dry run: {summary}" if dry_run else f"all done: {summary}, {nbytes:,} bytes copied")
+        click.echo(summary_line(copied, skipped, nbytes, dry_run))

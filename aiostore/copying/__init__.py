@@ -52,7 +52,18 @@ __all__ = [
     "WRITERS",
     "CopyProgress",
     "copy_store",
+    "summary_line",
 ]
+
+
+def summary_line(n_copied: int, n_skipped: int, n_bytes_copied: int, dry_run: bool = False) -> str:
+    """The last line a copy logs, as zarr 2's ``copy_store`` words it.
+
+    >>> summary_line(3, 1, 4096), summary_line(3, 1, 0, dry_run=True)
+    ('all done: 3 copied, 1 skipped, 4,096 bytes copied', 'dry run: 3 copied, 1 skipped')
+    """
+    counts = f"{n_copied:,} copied, {n_skipped:,} skipped"
+    return f"dry run: {counts}" if dry_run else f"all done: {counts}, {n_bytes_copied:,} bytes copied"
 
 
 async def copy_store(
@@ -154,11 +165,7 @@ async def copy_store(
             )
             await copy.run()
         if lines.write is not None:
-            summary = f"{copy.copied:,} copied, {copy.skipped:,} skipped"
-            if dry_run:
-                lines.write(f"dry run: {summary}")
-            else:
-                lines.write(f"all done: {summary}, {copy.nbytes:,} bytes copied")
+            lines.write(summary_line(copy.copied, copy.skipped, copy.nbytes, dry_run))
         return copy.copied, copy.skipped, copy.nbytes
     finally:
         lines.close()

@@ -192,20 +192,18 @@ class Copy:
             self.copied += len(chosen)
         return chosen, lines
 
-    def present(self, dest_keys: list[str], answers: list[bool], normalized: list[str]) -> set[str]:
-        """The keys of ``dest_keys`` the destination holds, from its answers for ``normalized``."""
-        found = dict(zip(normalized, answers, strict=True))
-        return {
-            key
-            for key, norm in zip(dest_keys, map(self.dest.check_key, dest_keys), strict=True)
-            if found[norm]
-        }
-
-    def to_ask(self, pairs: list[tuple[str, str]]) -> list[str]:
-        """The destination keys to ask the destination about (none if it started empty)."""
+    def to_ask(self, pairs: list[tuple[str, str]]) -> dict[str, str]:
+        """``{dest key: as the destination stores it}`` for the keys to ask it about (none if
+        it started empty); its values, once each, are what ``contains_many`` is given."""
         if not self.check_dest:
-            return []
-        return list(dict.fromkeys(self.dest.check_key(dest_key) for _, dest_key in pairs))
+            return {}
+        return {dest_key: self.dest.check_key(dest_key) for _, dest_key in pairs}
+
+    @staticmethod
+    def present(asked: dict[str, str], unique: list[str], answers: list[bool]) -> set[str]:
+        """The asked destination keys it holds, from its ``answers`` for ``unique``."""
+        found = dict(zip(unique, answers, strict=True))
+        return {key for key, normalized in asked.items() if found[normalized]}
 
     def write_lines(self, lines: list[str]) -> None:
         if self.log.write is not None:
@@ -238,10 +236,9 @@ class Copy:
         for pairs in self.batches(window):
             anyio.from_thread.check_cancelled()
             asked = self.to_ask(pairs)
-            answers = self.dest.contains_many_sync(asked) if asked else []
-            chosen, lines = self.choose(
-                pairs, self.present([d for _, d in pairs], answers, asked) if asked else set()
-            )
+            unique = list(dict.fromkeys(asked.values()))
+            answers = self.dest.contains_many_sync(unique) if unique else []
+            chosen, lines = self.choose(pairs, self.present(asked, unique, answers))
             copied = nbytes = 0
             if chosen and not self.dry_run:
                 copied, nbytes = self.copy_batch(chosen)
@@ -287,10 +284,9 @@ class Copy:
     ) -> None:
         for pairs in self.batches(window):
             asked = self.to_ask(pairs)
-            answers = await self.dest.contains_many(asked) if asked else []
-            chosen, lines = self.choose(
-                pairs, self.present([d for _, d in pairs], answers, asked) if asked else set()
-            )
+            unique = list(dict.fromkeys(asked.values()))
+            answers = await self.dest.contains_many(unique) if unique else []
+            chosen, lines = self.choose(pairs, self.present(asked, unique, answers))
             self.write_lines(lines)
             if self.dry_run:
                 self.report()
